@@ -1,0 +1,66 @@
+"""Batched expectation over transformation (EOT) through the stochastic Langevin chain.
+
+The M noise draws of one gradient are folded into the batch (the batch repeated M times), so
+one forward and one backward pass through the unrolled chain give the mean gradient; chunks of
+draws bound the memory when M x N is large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy (the attack maximises it)."""
+    return nn.functional.cross_entropy(logits, y, reduction="none")
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example CW margin: best wrong logit minus the true logit (positive = misclassified)."""
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return others.amax(1) - true
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "margin": margin_loss}
+
+
+def eot_loss_grad(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eot: int = 1,
+    loss_fn: LossFn = cross_entropy_loss,
+    max_batch: int | None = None,
+    with_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Mean over ``eot`` noise draws of the per-example loss and of its input gradient.
+
+    Returns (loss, grad, fooled): loss and the fraction of draws misclassified per example, and
+    d loss / d x (None when ``with_grad`` is False). Draws are rows m * N + i of one batch;
+    ``max_batch`` caps the rows per pass.
+    """
+    n = x.shape[0]
+    draws_per_pass = eot if max_batch is None else max(1, min(eot, max_batch // max(n, 1)))
+    loss_sum = torch.zeros(n, device=x.device)
+    fooled = torch.zeros(n, device=x.device)
+    grad = torch.zeros_like(x)
+    done = 0
+    while done < eot:
+        m = min(draws_per_pass, eot - done)
+        xv = x.detach().clone().requires_grad_(with_grad)
+        with torch.set_grad_enabled(with_grad):
+            logits = model(xv.repeat(m, 1, 1, 1))
+            losses = loss_fn(logits, y.repeat(m)).view(m, n)
+        if with_grad:
+            grad += torch.autograd.grad(losses.sum(), xv)[0]
+        loss_sum += losses.detach().sum(0)
+        fooled += (logits.detach().argmax(1) != y.repeat(m)).view(m, n).float().sum(0)
+        done += m
+    return loss_sum / eot, (grad / eot if with_grad else None), fooled / eot

@@ -1,0 +1,140 @@
+"""Attack registry: attacks by name, with literature defaults, backends and threat models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from robbench.attacks import torchattacks_backend as ta
+from robbench.attacks.threat_model import check_threat_model
+from torch import nn
+
+CraftFn = Callable[..., list[torch.Tensor]]
+BACKENDS = ("torchattacks", "foolbox")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack: its threat model, default settings and one craft function per backend."""
+
+    name: str
+    norm: str
+    description: str
+    defaults: dict[str, Any]
+    backends: dict[str, CraftFn] = field(default_factory=dict)
+    default_eps: tuple[float, ...] = (0.1, 0.2, 0.3)
+
+
+_PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restarts": 1,
+        "loss": "ce", "max_batch": None}
+
+ATTACKS: dict[str, AttackSpec] = {
+    "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
+                       {"eot": 1, "loss": "ce", "max_batch": None}, {"torchattacks": ta.fgsm}),
+    "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al.)",
+                      dict(_PGD), {"torchattacks": ta.pgd_linf}),
+    "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
+                         {**_PGD, "step_size": 0.1}, {"torchattacks": ta.pgd_l2},
+                         default_eps=(0.5, 1.0, 2.0)),
+    "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
+                     "robust if no adversarial within eps",
+                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01}, {"torchattacks": ta.cw},
+                     default_eps=(0.5, 1.0, 2.0)),
+    "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf with batched EOT through the Langevin "
+                          "chain (default 16 draws per gradient)",
+                          {**_PGD, "eot": 16}, {"torchattacks": ta.engine_pgd}),
+    "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020) with eot_iter",
+                       {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "seed": 0},
+                       {"torchattacks": ta.apgd}),
+    "autoattack-rand": AttackSpec("autoattack-rand", "linf",
+                                  "AutoAttack 'rand' (APGD-CE + APGD-DLR, EOT 20) for randomised "
+                                  "defenses", {"classes": 10, "seed": 0},
+                                  {"torchattacks": ta.autoattack_rand}),
+    "square": AttackSpec("square", "linf", "Square attack, score-based black box (no gradients)",
+                         {"n_queries": 1000, "restarts": 1, "seed": 0},
+                         {"torchattacks": ta.square}),
+}
+
+
+def get_attack(name: str) -> AttackSpec:
+    if name not in ATTACKS:
+        raise ValueError(f"attack {name!r} is unknown; allowed: {', '.join(ATTACKS)}")
+    return ATTACKS[name]
+
+
+def attack_params(name: str, **overrides: Any) -> dict[str, Any]:
+    """Defaults of ``name`` with ``overrides`` (None means keep the default); unknown keys fail."""
+    spec = get_attack(name)
+    params = dict(spec.defaults)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in params:
+            raise ValueError(
+                f"setting {key!r} does not apply to attack {name!r}; allowed: "
+                f"{', '.join(sorted(params))}"
+            )
+        params[key] = value
+    return params
+
+
+def params_for(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Defaults of ``name`` overridden by those ``settings`` that apply to it."""
+    defaults = get_attack(name).defaults
+    return attack_params(name, **{k: v for k, v in settings.items() if k in defaults})
+
+
+def check_settings(attacks: Sequence[str], settings: dict[str, Any]) -> None:
+    """Every setting must apply to at least one of ``attacks``."""
+    for key, value in settings.items():
+        if value is not None and not any(key in get_attack(a).defaults for a in attacks):
+            allowed = sorted({k for a in attacks for k in get_attack(a).defaults})
+            raise ValueError(
+                f"setting {key!r} applies to none of {', '.join(attacks)}; allowed: "
+                f"{', '.join(allowed)}"
+            )
+
+
+def effective_params(spec: AttackSpec, model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+    """EOT over noise draws means nothing for a deterministic model: it runs with eot = 1."""
+    if "eot" in params and not getattr(model, "stochastic", False):
+        return {**params, "eot": 1}
+    return params
+
+
+def backend_label(spec: AttackSpec, backend: str, params: dict[str, Any]) -> str:
+    """The library that actually ran: robbench's engine replaces torchattacks for EOT/restarts."""
+    if backend == "torchattacks" and (spec.backends[backend] is ta.engine_pgd
+                                      or (spec.name in ("fgsm", "pgd", "pgd-l2")
+                                          and ta.uses_eot_engine(params))):
+        return "robbench"
+    return backend
+
+
+def craft(
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float],
+    *,
+    backend: str = "torchattacks",
+    params: dict[str, Any] | None = None,
+) -> dict[float, torch.Tensor]:
+    """Adversarial examples for every eps, each checked against its threat model."""
+    spec = get_attack(name)
+    if backend not in spec.backends:
+        raise ValueError(
+            f"backend {backend!r} does not run attack {name!r}; allowed: {', '.join(spec.backends)}"
+        )
+    params = effective_params(spec, model, params if params is not None else spec.defaults)
+    model.eval()
+    adversarial = spec.backends[backend](model, x, y, list(eps), spec.norm, params)
+    out = {}
+    for e, x_adv in zip(eps, adversarial, strict=True):
+        x_adv = x_adv.detach()
+        check_threat_model(x, x_adv, spec.norm, e)
+        out[e] = x_adv
+    return out

@@ -1,0 +1,271 @@
+"""The ``robbench`` command line: run, train, list, table, plot, check, diagnose, synth."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from robbench import __version__
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class UsageError(ValueError):
+    """A bad command-line value: reported on one line with what is allowed."""
+
+
+def parse_floats(text: str, what: str = "eps") -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{what} {text!r} is not a comma-separated list of numbers (e.g. 0.1,0.2,0.3)"
+        ) from None
+    if not values or any(not (v > 0) or v != v or v == float("inf") for v in values):
+        raise UsageError(f"{what} {text!r} must be positive finite numbers, e.g. 0.1,0.2,0.3")
+    return values
+
+
+def parse_names(text: str, allowed: Sequence[str], what: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    for name in names or [text]:
+        if name not in allowed:
+            raise UsageError(f"{what} {name!r} is unknown; allowed: {', '.join(allowed)}")
+    return names
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def resolve_device(name: str) -> str:
+    if name not in DEVICES:
+        raise UsageError(f"device {name!r} is unknown; allowed: {', '.join(DEVICES)}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
+    return name
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from robbench.datasets import DATASETS
+
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the IDX files (default: $ROBBENCH_DATA or ~/.cache)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_attack_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("attack settings (override the attack's defaults)")
+    g.add_argument("--steps", type=positive_int)
+    g.add_argument("--step-size", type=nonnegative_float, dest="step_size")
+    g.add_argument("--eot", type=positive_int, help="noise draws per gradient (batched EOT)")
+    g.add_argument("--restarts", type=positive_int)
+    g.add_argument("--loss", choices=("ce", "margin"))
+    g.add_argument("--no-random-start", dest="random_start", action="store_false", default=None)
+    g.add_argument("--c", type=nonnegative_float, help="CW trade-off constant")
+    g.add_argument("--kappa", type=nonnegative_float, help="CW confidence")
+    g.add_argument("--lr", type=nonnegative_float, help="CW learning rate")
+    g.add_argument("--n-queries", type=positive_int, dest="n_queries")
+
+
+ATTACK_SETTINGS = ("steps", "step_size", "eot", "restarts", "loss", "random_start", "c", "kappa",
+                   "lr", "n_queries")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from robbench.attacks.registry import BACKENDS
+    from robbench.models.config import MODEL_NAMES, OBJECTIVES
+    from robbench.tables import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="robbench",
+        description="Adversarial robustness of a ConvNet and a Short Run (Langevin) classifier.",
+    )
+    parser.add_argument("--version", action="version", version=f"robbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="attack the models and tabulate robust accuracy")
+    run.add_argument("--attack", default="pgd", help="attack name(s), comma-separated")
+    run.add_argument("--models", default=",".join(MODEL_NAMES))
+    run.add_argument("--eps", default=None, help="comma-separated budgets (default per attack)")
+    run.add_argument("--n", type=positive_int, default=None, help="test examples (default all)")
+    run.add_argument("--draws", type=positive_int, default=10,
+                     help="fresh forward passes R per example for the stochastic model")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--backend", default="torchattacks", choices=BACKENDS)
+    run.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size")
+    run.add_argument("--out", default="results/runs", help="directory of run directories")
+    run.add_argument("--resume", default=None, metavar="RUN_ID",
+                     help="continue the run RUN_ID under --out with its saved arguments")
+    _add_common(run)
+    _add_attack_settings(run)
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="train a model and cache its checkpoint")
+    train.add_argument("--model", required=True, choices=MODEL_NAMES)
+    train.add_argument("--objective", choices=OBJECTIVES)
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--generative-epochs", type=int, dest="generative_epochs")
+    train.add_argument("--discriminative-epochs", type=int, dest="discriminative_epochs")
+    train.add_argument("--bptt-epochs", type=int, dest="bptt_epochs")
+    train.add_argument("--lr", type=nonnegative_float)
+    train.add_argument("--bptt-lr", type=nonnegative_float, dest="bptt_lr")
+    train.add_argument("--batch-size", type=positive_int, dest="batch_size")
+    train.add_argument("--recon-weight", type=nonnegative_float, dest="recon_weight")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--labels", type=positive_int, help="labelled training images")
+    train.add_argument("--unlabelled", type=positive_int,
+                       help="images for the generative stage (includes the labelled ones)")
+    train.add_argument("--width", type=positive_int)
+    train.add_argument("--latent", type=positive_int)
+    train.add_argument("--langevin-steps", type=positive_int, dest="langevin_steps")
+    train.add_argument("--step-size", type=nonnegative_float, dest="step_size")
+    train.add_argument("--sigma", type=nonnegative_float)
+    train.add_argument("--out", default=None, help="checkpoint path (default: the cache)")
+    _add_common(train)
+    train.set_defaults(func=cmd_train)
+
+    lst = sub.add_parser("list", help="datasets, models (with checkpoint status), attacks")
+    lst.set_defaults(func=cmd_list)
+
+    table = sub.add_parser("table", help="comparison table of one or more runs")
+    table.add_argument("runs", nargs="*", help="run directories (default: all under --root)")
+    table.add_argument("--root", default="results/runs")
+    table.add_argument("--format", default="md", choices=FORMATS)
+    table.add_argument("--out", default=None)
+    table.set_defaults(func=cmd_table)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from robbench.attacks.registry import ATTACKS
+    from robbench.models.config import MODEL_NAMES
+    from robbench.run_grid import RunConfig, execute, load_run_config
+    from robbench.tables import comparison_table
+
+    device = resolve_device(args.device)
+    if args.resume:
+        config = load_run_config(Path(args.out) / args.resume)
+    else:
+        settings = {k: getattr(args, k) for k in ATTACK_SETTINGS if getattr(args, k) is not None}
+        config = RunConfig(
+            dataset=args.dataset,
+            models=parse_names(args.models, MODEL_NAMES, "model"),
+            attacks=parse_names(args.attack, list(ATTACKS), "attack"),
+            eps=parse_floats(args.eps) if args.eps else None,
+            n=args.n,
+            draws=args.draws,
+            seed=args.seed,
+            backend=args.backend,
+            params=settings,
+        )
+    run_dir, summary = execute(config, args.out, device=device, batch_size=args.batch_size,
+                               data_dir=args.data_dir, quiet=args.quiet)
+    print(comparison_table(summary, "md"), end="")
+    print(f"\nwritten: {run_dir}/summary.csv, summary.md, config.json")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robbench.models.registry import cached_path, default_spec, override_spec, train_and_save
+
+    keys = ("objective", "epochs", "generative_epochs", "discriminative_epochs", "bptt_epochs",
+            "lr", "bptt_lr", "batch_size", "recon_weight", "seed", "labels", "unlabelled",
+            "width", "latent", "langevin_steps", "step_size", "sigma")
+    spec = override_spec(default_spec(args.model, args.dataset),
+                         **{k: getattr(args, k) for k in keys})
+    path = Path(args.out) if args.out else cached_path(spec)
+    command = "robbench " + " ".join(sys.argv[1:])
+    _, card = train_and_save(spec, path, data_dir=args.data_dir, device=resolve_device(args.device),
+                             quiet=args.quiet, command=command)
+    print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
+          f"in {card['train_seconds']:.1f} s -> {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from robbench.attacks.registry import ATTACKS
+    from robbench.datasets import DATASETS
+    from robbench.models.config import MODEL_NAMES
+    from robbench.models.registry import default_spec, find_checkpoint
+
+    print("datasets: " + ", ".join(DATASETS))
+    print("models:")
+    for dataset in DATASETS:
+        for name in MODEL_NAMES:
+            path = find_checkpoint(default_spec(name, dataset))
+            status = f"checkpoint {path}" if path else "no checkpoint (trained on first use)"
+            print(f"  {name:9s} {dataset:14s} {status}")
+    print("attacks:")
+    for spec in ATTACKS.values():
+        print(f"  {spec.name:16s} {spec.norm:5s} {'/'.join(spec.backends):22s} {spec.description}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from robbench.run_grid import read_summary
+    from robbench.tables import comparison_table
+
+    runs = [Path(r) for r in args.runs] or sorted(p.parent for p in
+                                                   Path(args.root).glob("*/config.json"))
+    if not runs:
+        raise UsageError(f"no runs given and none found under {args.root}")
+    summary = pd.concat([read_summary(r) for r in runs], ignore_index=True)
+    text = comparison_table(summary, args.format)
+    if args.out:
+        from robbench.models.checkpoint_io import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), text.encode())
+        print(f"written: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from robbench.attacks.threat_model import ThreatModelViolation
+    from robbench.datasets import DataNotFoundError
+    from robbench.models.checkpoint_io import CheckpointError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UsageError, ValueError, FileNotFoundError, DataNotFoundError, CheckpointError) as exc:
+        print(f"robbench: error: {exc}", file=sys.stderr)
+        return 2
+    except ThreatModelViolation as exc:
+        print(f"robbench: threat-model violation (no result written): {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("robbench: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

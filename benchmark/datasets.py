@@ -1,0 +1,145 @@
+"""Datasets: the embedded ``digits`` and IDX/.mat files read from a local data directory."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+DIGITS_TEST_SIZE = 397
+DIGITS_SPLIT_SEED = 0
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+class DataNotFoundError(RuntimeError):
+    """The dataset's files are neither in the data directory nor downloadable."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images in [0, 1] of shape (N, C, H, W) and integer labels, split into train and test."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: int = 10
+
+    @property
+    def channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.x_train.shape[-1]
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("ROBBENCH_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "robbench" / "data"
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    """Load a dataset by name; files come from ``data_dir`` (or ROBBENCH_DATA) when needed."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
+    if name == "digits":
+        return load_digits()
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return load_idx_dataset(name, root, download=download)
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits, scaled to [0, 1], fixed stratified split 1400/397."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=DIGITS_TEST_SIZE, random_state=DIGITS_SPLIT_SEED, stratify=y
+    )
+    return Dataset(
+        "digits",
+        torch.from_numpy(x_tr),
+        torch.from_numpy(y_tr),
+        torch.from_numpy(x_te),
+        torch.from_numpy(y_te),
+    )
+
+
+def _candidate_dirs(name: str, root: Path) -> list[Path]:
+    tv = _TORCHVISION_DIRS[name]
+    return [root / name, root, root / tv / "raw", root / name / tv / "raw"]
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: {array.size} values for shape {dims}")
+    return array.reshape(dims)
+
+
+def _locate(name: str, root: Path) -> Path | None:
+    for directory in _candidate_dirs(name, root):
+        if all(_find_idx(directory, s) for pair in _IDX_FILES.values() for s in pair):
+            return directory
+    return None
+
+
+def _download(name: str, root: Path) -> None:
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    for train in (True, False):
+        cls(str(root / name), train=train, download=True)
+
+
+def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
+    """MNIST or Fashion-MNIST from IDX files under ``root``, downloading them if allowed."""
+    directory = _locate(name, root)
+    if directory is None and download:
+        try:
+            _download(name, root)
+        except Exception:  # noqa: BLE001 - any network failure means "not available"
+            directory = None
+        directory = _locate(name, root)
+    if directory is None:
+        searched = ", ".join(str(d) for d in _candidate_dirs(name, root))
+        raise DataNotFoundError(
+            f"{name} IDX files (train-images-idx3-ubyte[.gz] etc.) not found in {searched} and "
+            f"could not be downloaded; put them there or pass --data-dir / set ROBBENCH_DATA"
+        )
+    arrays = {}
+    for split, (images, labels) in _IDX_FILES.items():
+        x = read_idx(_find_idx(directory, images)).astype(np.float32) / 255.0
+        y = read_idx(_find_idx(directory, labels)).astype(np.int64)
+        arrays[split] = (torch.from_numpy(x[:, None]), torch.from_numpy(y))
+    return Dataset(name, *arrays["train"], *arrays["test"])

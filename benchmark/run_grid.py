@@ -1,0 +1,223 @@
+"""A benchmark run: a grid of cells (model x attack x eps), each written atomically, resumable.
+
+Layout of a run directory::
+
+    config.json          arguments, robbench version, checkpoint hashes, seeds
+    cells/<cell>.json    one summary record per finished cell
+    cells/<cell>.npz     its per-example outcomes
+    summary.csv / .md    all finished cells, regenerated after each cell
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from robbench import __version__
+from robbench.attacks.registry import (
+    backend_label,
+    check_settings,
+    craft,
+    get_attack,
+    params_for,
+)
+from robbench.attacks.threat_model import perturbation_norms
+from robbench.datasets import load_dataset
+from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+from robbench.models.checkpoint_io import atomic_write_bytes
+from robbench.models.registry import load_model
+from tqdm.auto import tqdm
+
+SUMMARY_COLUMNS = [
+    "dataset", "model", "checkpoint", "attack", "backend", "norm", "eps", "steps", "eot",
+    "draws", "seed", "n", "correct", "accuracy", "ci_low", "ci_high", "seconds", "version",
+]
+
+
+@dataclass
+class RunConfig:
+    """What a run evaluates; equal configs share a run id, which is what makes runs resumable."""
+
+    dataset: str = "digits"
+    models: list[str] = field(default_factory=lambda: ["convnet", "shortrun"])
+    attacks: list[str] = field(default_factory=lambda: ["pgd"])
+    eps: list[float] | None = None
+    n: int | None = None
+    draws: int = 10
+    seed: int = 0
+    backend: str = "torchattacks"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def run_id(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return f"{self.dataset}-{'+'.join(self.attacks)}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+    def eps_for(self, attack: str) -> list[float]:
+        return list(self.eps) if self.eps else list(get_attack(attack).default_eps)
+
+
+def cell_id(model: str, attack: str, eps: float) -> str:
+    return f"{model}__{attack}__{eps:g}"
+
+
+def cell_seed(seed: int, key: str) -> int:
+    return (seed * 1_000_003 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)) % 2**31
+
+
+def write_cell(cells_dir: Path, key: str, record: dict, outcomes: dict[str, np.ndarray]) -> None:
+    """Outcomes first, then the record: a cell counts as finished only once its JSON exists."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **outcomes)
+    atomic_write_bytes(cells_dir / f"{key}.npz", buffer.getvalue())
+    atomic_write_bytes(cells_dir / f"{key}.json", json.dumps(record, indent=2).encode())
+
+
+def read_cells(run_dir: Path) -> list[dict]:
+    """Records of every finished cell of a run (half-written temp files are never read)."""
+    cells = sorted((Path(run_dir) / "cells").glob("*.json"))
+    return [json.loads(p.read_text()) for p in cells]
+
+
+def load_outcomes(run_dir: Path, key: str) -> dict[str, np.ndarray]:
+    with np.load(Path(run_dir) / "cells" / f"{key}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def write_summary(run_dir: Path) -> pd.DataFrame:
+    from robbench.tables import comparison_table
+
+    frame = pd.DataFrame(read_cells(run_dir), columns=SUMMARY_COLUMNS)
+    frame = frame.sort_values(["model", "attack", "eps"], kind="stable")
+    atomic_write_bytes(run_dir / "summary.csv", frame.to_csv(index=False).encode())
+    atomic_write_bytes(run_dir / "summary.md", comparison_table(frame, "md").encode())
+    return frame
+
+
+def execute(
+    config: RunConfig,
+    out_dir: str | Path = "results/runs",
+    *,
+    device: str = "cpu",
+    batch_size: int = 500,
+    data_dir: str | None = None,
+    quiet: bool = False,
+) -> tuple[Path, pd.DataFrame]:
+    """Run (or resume) every cell of ``config``; returns the run directory and its summary."""
+    for attack in config.attacks:
+        get_attack(attack)
+    check_settings(config.attacks, config.params)
+    run_dir = Path(out_dir) / config.run_id()
+    cells_dir = run_dir / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(config.dataset, data_dir)
+    n = len(data.x_test) if config.n is None else min(config.n, len(data.x_test))
+    x, y = data.x_test[:n], data.y_test[:n]
+    models, cards = {}, {}
+    for name in config.models:
+        models[name], cards[name] = load_model(name, config.dataset, device=device, quiet=quiet)
+    done = {p.stem for p in cells_dir.glob("*.json")}
+    meta = {
+        "run_id": config.run_id(),
+        "config": dataclasses.asdict(config),
+        "robbench_version": __version__,
+        "torch_version": torch.__version__,
+        "device": device,
+        "checkpoints": {m: {"sha256": c["sha256"], "path": c.get("path"),
+                            "clean_test_accuracy": c.get("clean_test_accuracy")}
+                        for m, c in cards.items()},
+        "examples": n,
+    }
+    atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
+    common = {"dataset": config.dataset, "draws": config.draws, "seed": config.seed,
+              "version": __version__}
+    for name, model in models.items():
+        common_m = {**common, "model": name, "checkpoint": cards[name]["sha256"][:12]}
+        if cell_id(name, "none", 0) not in done:
+            _clean_cell(model, x, y, config, cells_dir, common_m, batch_size)
+        for attack in config.attacks:
+            missing = [e for e in config.eps_for(attack) if cell_id(name, attack, e) not in done]
+            if missing:
+                _attack_cells(model, attack, missing, x, y, config, cells_dir, common_m,
+                              batch_size, quiet)
+        write_summary(run_dir)
+    return run_dir, write_summary(run_dir)
+
+
+def _clean_cell(model, x, y, config, cells_dir, common, batch_size) -> None:
+    key = cell_id(common["model"], "none", 0)
+    torch.manual_seed(cell_seed(config.seed, key))
+    start = time.perf_counter()
+    preds = predict_draws(model, x, config.draws, batch_size)
+    seconds = time.perf_counter() - start
+    record = _record(common, preds, y, attack="none", backend="none", norm="none", eps=0.0,
+                     steps=0, eot=0, seconds=seconds)
+    write_cell(cells_dir, key, record,
+               {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
+                "norm": np.zeros(len(y), dtype=np.float32)})
+
+
+def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batch_size,
+                  quiet) -> None:
+    spec = get_attack(attack)
+    params = params_for(attack, config.params)
+    group_key = f"{common['model']}__{attack}"
+    torch.manual_seed(cell_seed(config.seed, group_key + "".join(f"{e:g}" for e in eps_list)))
+    device = next(model.parameters()).device
+    adv = {e: [] for e in eps_list}
+    start = time.perf_counter()
+    batches = range(0, len(x), batch_size)
+    desc = f"{common['model']} {attack} eps={','.join(f'{e:g}' for e in eps_list)}"
+    for i in tqdm(batches, desc=desc, disable=quiet, unit="batch", leave=False):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        for e, x_adv in craft(attack, model, xb, yb, eps_list, backend=config.backend,
+                              params=params).items():
+            adv[e].append(x_adv.cpu())
+    craft_seconds = (time.perf_counter() - start) / len(eps_list)
+    label = backend_label(spec, config.backend, params)
+    eot = params.get("eot", 1) if getattr(model, "stochastic", False) else 1
+    for e in eps_list:
+        key = cell_id(common["model"], attack, e)
+        torch.manual_seed(cell_seed(config.seed, key))
+        x_adv = torch.cat(adv[e])
+        start = time.perf_counter()
+        preds = predict_draws(model, x_adv, config.draws, batch_size)
+        seconds = craft_seconds + time.perf_counter() - start
+        record = _record(common, preds, y, attack=attack, backend=label, norm=spec.norm, eps=e,
+                         steps=params.get("steps", 1), eot=eot, seconds=seconds)
+        write_cell(cells_dir, key, record,
+                   {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
+                    "norm": perturbation_norms(x, x_adv, spec.norm).numpy()})
+
+
+def _record(common, preds, y, *, attack, backend, norm, eps, steps, eot, seconds) -> dict:
+    _, acc = robust_accuracy(preds, y)
+    n = len(y)
+    low, high = wilson_interval(acc * n, n)
+    return {**common, "attack": attack, "backend": backend, "norm": norm, "eps": float(eps),
+            "steps": int(steps), "eot": int(eot), "draws": int(preds.shape[0]), "n": n,
+            "correct": round(acc * n, 4), "accuracy": acc, "ci_low": low, "ci_high": high,
+            "seconds": round(seconds, 3)}
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The RunConfig a run directory was started with (for ``--resume``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run_dir} has no config.json; is the run id right?")
+    return RunConfig(**json.loads(path.read_text())["config"])
+
+
+def read_summary(run_dir: Path) -> pd.DataFrame:
+    """All finished cells of a run as a summary frame."""
+    if not (Path(run_dir) / "cells").is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a robbench run directory (no cells/)")
+    return pd.DataFrame(read_cells(run_dir), columns=SUMMARY_COLUMNS)

@@ -1,0 +1,104 @@
+"""Configuration of a model's architecture, inference and training."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_NAMES = ("convnet", "shortrun")
+COMBINE_MODES = ("mean_logits", "mean_z", "vote")
+OBJECTIVES = ("stages", "joint")
+ACTIVATIONS = ("leaky_relu", "mish")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and (for the Short Run classifier) Langevin inference settings."""
+
+    name: str
+    channels: int = 1
+    image_size: int = 8
+    classes: int = 10
+    width: int = 32
+    latent: int = 16
+    head_hidden: tuple[int, ...] = ()
+    activation: str = "leaky_relu"
+    langevin_steps: int = 20
+    step_size: float = 0.005
+    sigma: float = 0.1
+    n_chains: int = 1
+    combine: str = "mean_logits"
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"model {self.name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}")
+        if self.image_size % 4:
+            raise ValueError(f"image_size {self.image_size} must be divisible by 4")
+        if self.combine not in COMBINE_MODES:
+            raise ValueError(
+                f"combine {self.combine!r} is unknown; allowed: {', '.join(COMBINE_MODES)}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation {self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}"
+            )
+        for key in ("langevin_steps", "n_chains", "width", "latent"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        object.__setattr__(self, "head_hidden", tuple(self.head_hidden))
+
+    @property
+    def stochastic(self) -> bool:
+        return self.name == "shortrun"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``objective='stages'`` is the thesis's three stages."""
+
+    objective: str = "stages"
+    epochs: int = 30
+    generative_epochs: int = 20
+    discriminative_epochs: int = 10
+    bptt_epochs: int = 20
+    lr: float = 2e-3
+    bptt_lr: float = 1e-3
+    batch_size: int = 64
+    recon_weight: float = 0.01
+    seed: int = 0
+    labels: int | None = None
+    unlabelled: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild (and retrain) a model: dataset, architecture, training."""
+
+    dataset: str
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        model = dict(data["model"])
+        model["head_hidden"] = tuple(model.get("head_hidden", ()))
+        return cls(
+            dataset=data["dataset"], model=ModelConfig(**model), train=TrainConfig(**data["train"])
+        )
+
+    def fingerprint(self) -> str:
+        """Short hash of the spec: two specs train the same model iff fingerprints agree."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]

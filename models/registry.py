@@ -1,0 +1,162 @@
+"""Model registry: (model, dataset) -> spec with defaults; load shipped, cached, or train."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from robbench import __version__
+from robbench.models.checkpoint_io import load_checkpoint, save_checkpoint
+from robbench.models.config import MODEL_NAMES, ModelConfig, ModelSpec, TrainConfig
+from robbench.models.convnet import ConvNet
+from robbench.models.shortrun import ShortRunClassifier
+from torch import nn
+
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+
+_DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28)}
+
+_ARCH = {
+    "digits": dict(width=32, latent=16, head_hidden=(64,), activation="mish", langevin_steps=20,
+                   step_size=0.005, sigma=0.1),
+    "mnist": dict(width=64, latent=32, langevin_steps=20, step_size=0.005, sigma=0.3),
+    "fashion-mnist": dict(width=64, latent=32, langevin_steps=20, step_size=0.005, sigma=0.3),
+}
+_TRAIN = {
+    "digits": {
+        "convnet": dict(epochs=30, lr=2e-3, batch_size=64),
+        "shortrun": dict(objective="stages", generative_epochs=20, discriminative_epochs=10,
+                         bptt_epochs=20, lr=2e-3, bptt_lr=1e-3, batch_size=64,
+                         recon_weight=0.01),
+    },
+    "mnist": {
+        "convnet": dict(epochs=6, lr=1e-3, batch_size=128),
+        "shortrun": dict(objective="stages", generative_epochs=3, discriminative_epochs=1,
+                         bptt_epochs=6, lr=1e-3, bptt_lr=1e-3, batch_size=128,
+                         recon_weight=0.01),
+    },
+}
+_TRAIN["fashion-mnist"] = _TRAIN["mnist"]
+
+
+def default_spec(model: str, dataset: str) -> ModelSpec:
+    """The registered defaults for ``model`` on ``dataset``."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"model {model!r} is unknown; allowed: {', '.join(MODEL_NAMES)}")
+    if dataset not in _ARCH:
+        raise ValueError(f"dataset {dataset!r} has no model defaults; allowed: {', '.join(_ARCH)}")
+    channels, size = _DATASET_SHAPES[dataset]
+    arch = ModelConfig(name=model, channels=channels, image_size=size, **_ARCH[dataset])
+    return ModelSpec(dataset=dataset, model=arch, train=TrainConfig(**_TRAIN[dataset][model]))
+
+
+def override_spec(spec: ModelSpec, **overrides: Any) -> ModelSpec:
+    """A copy of ``spec`` with fields of its model or train config replaced by name."""
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_kw, train_kw = {}, {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in model_fields:
+            model_kw[key] = value
+        elif key in train_fields:
+            train_kw[key] = value
+        else:
+            allowed = ", ".join(sorted(model_fields | train_fields))
+            raise ValueError(f"setting {key!r} is unknown; allowed: {allowed}")
+    return dataclasses.replace(
+        spec,
+        model=dataclasses.replace(spec.model, **model_kw),
+        train=dataclasses.replace(spec.train, **train_kw),
+    )
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    return ShortRunClassifier(config) if config.name == "shortrun" else ConvNet(config)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("ROBBENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "robbench" / "models"
+
+
+def shipped_path(spec: ModelSpec) -> Path:
+    return SHIPPED_DIR / f"{spec.dataset}-{spec.model.name}.safetensors"
+
+
+def cached_path(spec: ModelSpec) -> Path:
+    return cache_dir() / f"{spec.dataset}-{spec.model.name}-{spec.fingerprint()}.safetensors"
+
+
+def _matches(path: Path, spec: ModelSpec) -> bool:
+    from robbench.models.checkpoint_io import read_card
+
+    if not path.is_file():
+        return False
+    return ModelSpec.from_dict(read_card(path)["spec"]) == spec
+
+
+def find_checkpoint(spec: ModelSpec) -> Path | None:
+    """The shipped checkpoint if it was trained from ``spec``, else a cached one, else None."""
+    for path in (shipped_path(spec), cached_path(spec)):
+        if _matches(path, spec):
+            return path
+    return None
+
+
+def train_and_save(
+    spec: ModelSpec,
+    path: Path,
+    *,
+    data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    quiet: bool = False,
+    command: str | None = None,
+) -> tuple[nn.Module, dict]:
+    """Train ``spec`` from scratch, evaluate on the test split and write the checkpoint."""
+    from robbench.datasets import load_dataset
+    from robbench.models.training import accuracy, train_model
+
+    data = load_dataset(spec.dataset, data_dir)
+    model = build_model(spec.model)
+    stats = train_model(model, spec, data.x_train, data.y_train, device=device, quiet=quiet)
+    torch.manual_seed(spec.train.seed)
+    card = {
+        "model": spec.model.name,
+        "dataset": spec.dataset,
+        "seed": spec.train.seed,
+        "clean_test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "test_examples": len(data.x_test),
+        "train_seconds": round(stats.pop("train_seconds"), 2),
+        "train_stats": stats,
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "robbench_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+    }
+    save_checkpoint(model, spec, path, card)
+    return model.eval(), {**card, "path": str(path)}
+
+
+def load_model(
+    model: str,
+    dataset: str,
+    *,
+    device: str | torch.device = "cpu",
+    spec: ModelSpec | None = None,
+    data_dir: str | Path | None = None,
+    quiet: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Shipped checkpoint if one matches, else a cached one, else train, cache and return it."""
+    spec = spec or default_spec(model, dataset)
+    path = find_checkpoint(spec)
+    if path is not None:
+        loaded, card = load_checkpoint(path, device)
+        return loaded, {**card, "path": str(path)}
+    return train_and_save(spec, cached_path(spec), data_dir=data_dir, device=device, quiet=quiet)

@@ -1,0 +1,187 @@
+"""The Short Run classifier: a top-down generator, K-step Langevin inference, a head on z_K."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from robbench.models.config import ModelConfig
+from robbench.models.layers import activation, classifier_head
+from torch import nn
+
+
+class Generator(nn.Module):
+    """g(z): linear, act, ConvT 4x4/2, act, ConvT 4x4/2, sigmoid (the ConvNet's mirror)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c, w, self.s = config.channels, config.width, config.image_size // 4
+        self.w = w
+        self.project = nn.Sequential(
+            nn.Linear(config.latent, 2 * w * self.s * self.s), activation(config.activation)
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
+            activation(config.activation),
+            nn.ConvTranspose2d(w, c, 4, 2, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).view(z.shape[0], 2 * self.w, self.s, self.s)
+        return self.deconv(h)
+
+
+def draw_langevin_noise(
+    steps: int,
+    batch: int,
+    latent: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Noise for one chain per row: index 0 is z_0, index k >= 1 the kth step's xi."""
+    return torch.randn((steps + 1, batch, latent), device=device, generator=generator)
+
+
+def langevin_infer(
+    generator: nn.Module,
+    x: torch.Tensor,
+    *,
+    steps: int,
+    step_size: float,
+    sigma: float,
+    noise: torch.Tensor | None = None,
+    differentiable: bool | None = None,
+    trajectory: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Short-run posterior sample z_K for each row of ``x`` by K Langevin steps from N(0, I).
+
+    z <- z + delta * grad_z log p(x, z) + sqrt(2 delta) * xi, with
+    log p(x, z) = -|z|^2/2 - |x - g(z)|^2 / (2 sigma^2).
+
+    ``differentiable`` keeps the graph through every step (``create_graph``) so gradients reach
+    x and the generator's parameters (attacks, BPTT). By default it is on whenever grad mode is
+    on and either x requires grad or the generator is training.
+    """
+    latent = _latent_size(generator)
+    if noise is None:
+        noise = draw_langevin_noise(steps, x.shape[0], latent, x.device)
+    if noise.shape != (steps + 1, x.shape[0], latent):
+        raise ValueError(f"noise shape {tuple(noise.shape)} != {(steps + 1, x.shape[0], latent)}")
+    if differentiable is None:
+        differentiable = torch.is_grad_enabled() and (x.requires_grad or generator.training)
+    scale = math.sqrt(2.0 * step_size)
+    inv_var = 1.0 / (sigma * sigma)
+    z = noise[0].clone()
+    if trajectory is not None:
+        trajectory.append(z)
+    with torch.enable_grad():
+        for k in range(1, steps + 1):
+            if not z.requires_grad:
+                z = z.requires_grad_(True)
+            residual = x - generator(z)
+            energy = 0.5 * (z * z).sum() + 0.5 * inv_var * (residual * residual).sum()
+            (grad,) = torch.autograd.grad(energy, z, create_graph=differentiable)
+            if differentiable:
+                z = z - step_size * grad + scale * noise[k]
+            else:
+                with torch.no_grad():
+                    z = z - step_size * grad + scale * noise[k]
+            if trajectory is not None:
+                trajectory.append(z)
+    return z
+
+
+def _latent_size(generator: nn.Module) -> int:
+    first = next(m for m in generator.modules() if isinstance(m, nn.Linear))
+    return first.in_features
+
+
+class ShortRunClassifier(nn.Module):
+    """Deep generative classifier: logits = head(z_K(x)); stochastic, a fresh chain per call.
+
+    Set ``noise_seed`` (or use :meth:`fixed_noise`) to make every call draw the same Langevin
+    noise, i.e. a deterministic chain, as the fixed-noise attack does.
+    """
+
+    stochastic = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = Generator(config)
+        self.head = classifier_head(
+            config.latent, config.head_hidden, config.classes, config.activation
+        )
+        self.noise_seed: int | None = None
+        self.n_chains = config.n_chains
+        self.combine = config.combine
+
+    def _noise(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        if self.noise_seed is None:
+            return None
+        gen = torch.Generator(device=device).manual_seed(self.noise_seed)
+        return draw_langevin_noise(
+            self.config.langevin_steps, batch, self.config.latent, device, gen
+        )
+
+    def infer(
+        self,
+        x: torch.Tensor,
+        *,
+        n_chains: int = 1,
+        noise: torch.Tensor | None = None,
+        differentiable: bool | None = None,
+        trajectory: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """z_K of shape (N, n_chains, d); chains of one input use independent noise."""
+        xr = x.repeat_interleave(n_chains, dim=0) if n_chains > 1 else x
+        if noise is None:
+            noise = self._noise(xr.shape[0], x.device)
+        c = self.config
+        z = langevin_infer(
+            self.generator,
+            xr,
+            steps=c.langevin_steps,
+            step_size=c.step_size,
+            sigma=c.sigma,
+            noise=noise,
+            differentiable=differentiable,
+            trajectory=trajectory,
+        )
+        return z.view(x.shape[0], n_chains, -1)
+
+    def classify(self, z: torch.Tensor, combine: str | None = None) -> torch.Tensor:
+        """Logits from latents of shape (N, chains, d), combining chains as configured."""
+        combine = combine or self.combine
+        if combine == "mean_z":
+            return self.head(z.mean(dim=1))
+        logits = self.head(z)
+        if combine == "vote":
+            votes = nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float().mean(1)
+            return torch.log(votes + 1e-6)
+        return logits.mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.infer(x, n_chains=self.n_chains))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Synthesised images g(z), z ~ N(0, I)."""
+        device = next(self.parameters()).device
+        z = torch.randn((n, self.config.latent), device=device, generator=generator)
+        return self.generator(z)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """g(z_K(x)) for one chain per input."""
+        return self.generator(self.infer(x)[:, 0])
+
+    @contextmanager
+    def fixed_noise(self, seed: int) -> Iterator[ShortRunClassifier]:
+        """Within the block every call uses the same Langevin noise (a deterministic chain)."""
+        previous, self.noise_seed = self.noise_seed, seed
+        try:
+            yield self
+        finally:
+            self.noise_seed = previous

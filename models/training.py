@@ -1,0 +1,150 @@
+"""Training of both models; the Short Run classifier by the thesis's three stages or jointly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import torch
+from robbench.models.config import ModelSpec
+from robbench.models.shortrun import ShortRunClassifier
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    perm = torch.randperm(n, generator=gen)
+    for i in range(0, n, batch_size):
+        yield perm[i : i + batch_size]
+
+
+def reconstruction_loss(
+    model: ShortRunClassifier, x: torch.Tensor, z: torch.Tensor
+) -> torch.Tensor:
+    """-log p(x | z) per image, |x - g(z)|^2 / (2 sigma^2), averaged over the batch."""
+    residual = x - model.generator(z)
+    return residual.pow(2).flatten(1).sum(1).mean() / (2 * model.config.sigma**2)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of ``x`` classified as ``y`` (one pass; fresh noise for a stochastic model)."""
+    from robbench.evaluation import predict_draws, robust_accuracy
+
+    return robust_accuracy(predict_draws(model, x, draws=1), y)[1]
+
+
+def select_subsets(
+    spec: ModelSpec, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labelled x, labelled y, unlabelled pool) per ``--labels N`` / ``--unlabelled M``.
+
+    The labelled set is N images in all, balanced over classes; the unlabelled pool (seen by the
+    generative stage only) is the labelled set plus M - N other training images.
+    """
+    t = spec.train
+    gen = torch.Generator().manual_seed(t.seed + 1)
+    perm = torch.randperm(len(x), generator=gen)
+    if t.labels is None:
+        labelled = perm
+    else:
+        classes = int(y.max()) + 1
+        per_class = max(t.labels // classes, 1)
+        chosen = [perm[y[perm] == c][:per_class] for c in range(classes)]
+        labelled = torch.cat(chosen)
+    pool_size = len(x) if t.unlabelled is None else max(t.unlabelled, len(labelled))
+    rest = perm[~torch.isin(perm, labelled)]
+    pool = torch.cat([labelled, rest[: pool_size - len(labelled)]])
+    return x[labelled], y[labelled], x[pool]
+
+
+def train_model(
+    model: nn.Module,
+    spec: ModelSpec,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    device: torch.device | str = "cpu",
+    quiet: bool = False,
+) -> dict[str, float]:
+    """Train ``model`` in place as ``spec.train`` says; returns timings and final losses."""
+    t = spec.train
+    torch.manual_seed(t.seed)
+    gen = torch.Generator().manual_seed(t.seed)
+    model.to(device).train()
+    x_lab, y_lab, x_pool = select_subsets(spec, x, y)
+    start = time.perf_counter()
+    stats: dict[str, float] = {}
+    if not isinstance(model, ShortRunClassifier):
+        opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+        stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "train convnet", gen, device,
+                             quiet, _convnet_loss, t)
+    elif t.objective == "joint":
+        opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+        stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "joint (CE+recon, BPTT)", gen,
+                             device, quiet, _joint_loss, t)
+    else:
+        opt = torch.optim.Adam(model.generator.parameters(), lr=t.lr)
+        stats["generative_loss"] = _fit(model, opt, x_pool, None, t.generative_epochs,
+                                        "stage 1 generative", gen, device, quiet,
+                                        _generative_loss, t)
+        model.generator.requires_grad_(False)
+        opt = torch.optim.Adam(model.head.parameters(), lr=t.lr)
+        stats["discriminative_loss"] = _fit(model, opt, x_lab, y_lab, t.discriminative_epochs,
+                                            "stage 2 discriminative", gen, device, quiet,
+                                            _discriminative_loss, t)
+        model.generator.requires_grad_(True)
+        opt = torch.optim.Adam(model.parameters(), lr=t.bptt_lr)
+        stats["bptt_loss"] = _fit(model, opt, x_lab, y_lab, t.bptt_epochs, "stage 3 BPTT", gen,
+                                  device, quiet, _joint_loss, t)
+    model.eval()
+    stats["train_seconds"] = time.perf_counter() - start
+    return stats
+
+
+def _convnet_loss(model, x, y, cfg):
+    logits = model(x)
+    return nn.functional.cross_entropy(logits, y), logits
+
+
+def _generative_loss(model, x, y, cfg):
+    z = model.infer(x, differentiable=False)[:, 0]
+    return reconstruction_loss(model, x, z), None
+
+
+def _discriminative_loss(model, x, y, cfg):
+    z = model.infer(x, differentiable=False)[:, 0]
+    logits = model.head(z)
+    return nn.functional.cross_entropy(logits, y), logits
+
+
+def _joint_loss(model, x, y, cfg):
+    z = model.infer(x, differentiable=True)[:, 0]
+    logits = model.head(z)
+    loss = nn.functional.cross_entropy(logits, y)
+    if cfg.recon_weight:
+        loss = loss + cfg.recon_weight * reconstruction_loss(model, x, z)
+    return loss, logits
+
+
+def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> float:
+    last = float("nan")
+    bar = tqdm(range(epochs), desc=desc, disable=quiet or epochs == 0, leave=False)
+    for _ in bar:
+        total, seen, correct = 0.0, 0, 0
+        for idx in _batches(len(x), cfg.batch_size, gen):
+            xb = x[idx].to(device)
+            yb = y[idx].to(device) if y is not None else None
+            loss, logits = loss_fn(model, xb, yb, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+            if logits is not None:
+                correct += (logits.argmax(1) == yb).sum().item()
+        last = total / max(seen, 1)
+        postfix = {"loss": f"{last:.4f}"}
+        if y is not None:
+            postfix["acc"] = f"{correct / max(seen, 1):.3f}"
+        bar.set_postfix(postfix)
+    return last
