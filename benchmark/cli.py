@@ -157,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--format", default="md", choices=FORMATS)
     table.add_argument("--out", default=None)
     table.set_defaults(func=cmd_table)
+
+    plot = sub.add_parser("plot", help="figures of one or more runs (PNG and SVG)")
+    plot.add_argument("runs", nargs="*", help="run directories (default: all under --root)")
+    plot.add_argument("--root", default="results/runs")
+    plot.add_argument("--out", default="results/plots", help="directory for the figures")
+    plot.add_argument("--data-dir", default=None, help="dataset directory (as for run)")
+    plot.set_defaults(func=cmd_plot)
+
+    check = sub.add_parser("check", help="rerun the pinned grid; exit 1 on a regression")
+    check.add_argument("--baseline", default="results/baseline.json")
+    check.add_argument("--update", action="store_true",
+                       help="rewrite the baseline from a fresh run and print what changed")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
+    check.set_defaults(func=cmd_check)
     return parser
 
 
@@ -225,17 +239,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_table(args: argparse.Namespace) -> int:
-    import pandas as pd
-    from robbench.run_grid import read_summary
-    from robbench.tables import comparison_table
-
-    runs = [Path(r) for r in args.runs] or sorted(p.parent for p in
-                                                   Path(args.root).glob("*/config.json"))
+def find_runs(given: Sequence[str], root: str) -> list[Path]:
+    """The run directories named on the command line, else every run under ``root``."""
+    for run in given:
+        if not (Path(run) / "cells").is_dir():
+            raise UsageError(f"run {run!r} is not a run directory (no cells/); give a directory "
+                             f"made by `robbench run`, e.g. {root}/<run id>")
+    runs = [Path(r) for r in given] or sorted(p.parent for p in Path(root).glob("*/config.json"))
     if not runs:
-        raise UsageError(f"no runs given and none found under {args.root}")
-    summary = pd.concat([read_summary(r) for r in runs], ignore_index=True)
-    text = comparison_table(summary, args.format)
+        raise UsageError(f"no runs given and none found under {root!r}; pass run directories")
+    return runs
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from robbench.tables import results_table
+
+    text = results_table(find_runs(args.runs, args.root), args.format)
     if args.out:
         from robbench.models.checkpoint_io import atomic_write_bytes
 
@@ -244,6 +263,22 @@ def cmd_table(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from robbench.plots import make_plots
+
+    written = make_plots(find_runs(args.runs, args.root), args.out, data_dir=args.data_dir)
+    print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from robbench import regression_check
+
+    if args.update:
+        return regression_check.update(args.baseline, quiet=args.quiet)
+    return regression_check.check(args.baseline, quiet=args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

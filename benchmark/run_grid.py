@@ -4,7 +4,9 @@ Layout of a run directory::
 
     config.json          arguments, robbench version, checkpoint hashes, seeds
     cells/<cell>.json    one summary record per finished cell
-    cells/<cell>.npz     its per-example outcomes
+    cells/<cell>.npz     its per-example outcomes: index, label, pred (R, N), norm; attacked
+                         cells also clean_pred (R, N), the clean cell's predictions, and
+                         adv_index / adv_x (float16), the first ADV_KEEP adversarial images
     summary.csv / .md    all finished cells, regenerated after each cell
 """
 
@@ -36,6 +38,9 @@ from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
 from robbench.models.checkpoint_io import atomic_write_bytes
 from robbench.models.registry import load_model
 from tqdm.auto import tqdm
+
+ADV_KEEP = 16
+"""Adversarial images kept per attacked cell (for plots), as float16."""
 
 SUMMARY_COLUMNS = [
     "dataset", "model", "checkpoint", "attack", "backend", "norm", "eps", "steps", "eot",
@@ -143,11 +148,12 @@ def execute(
         common_m = {**common, "model": name, "checkpoint": cards[name]["sha256"][:12]}
         if cell_id(name, "none", 0) not in done:
             _clean_cell(model, x, y, config, cells_dir, common_m, batch_size)
+        clean_pred = load_outcomes(run_dir, cell_id(name, "none", 0))["pred"]
         for attack in config.attacks:
             missing = [e for e in config.eps_for(attack) if cell_id(name, attack, e) not in done]
             if missing:
                 _attack_cells(model, attack, missing, x, y, config, cells_dir, common_m,
-                              batch_size, quiet)
+                              batch_size, quiet, clean_pred)
         write_summary(run_dir)
     return run_dir, write_summary(run_dir)
 
@@ -166,7 +172,7 @@ def _clean_cell(model, x, y, config, cells_dir, common, batch_size) -> None:
 
 
 def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batch_size,
-                  quiet) -> None:
+                  quiet, clean_pred) -> None:
     spec = get_attack(attack)
     params = params_for(attack, config.params)
     group_key = f"{common['model']}__{attack}"
@@ -176,11 +182,14 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
     start = time.perf_counter()
     batches = range(0, len(x), batch_size)
     desc = f"{common['model']} {attack} eps={','.join(f'{e:g}' for e in eps_list)}"
-    for i in tqdm(batches, desc=desc, disable=quiet, unit="batch", leave=False):
+    bar = tqdm(total=len(x), desc=desc, disable=quiet, unit="ex", leave=False)
+    for i in batches:
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         for e, x_adv in craft(attack, model, xb, yb, eps_list, backend=config.backend,
                               params=params).items():
             adv[e].append(x_adv.cpu())
+        bar.update(len(xb))
+    bar.close()
     craft_seconds = (time.perf_counter() - start) / len(eps_list)
     label = backend_label(spec, config.backend, params)
     eot = params.get("eot", 1) if getattr(model, "stochastic", False) else 1
@@ -195,7 +204,9 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
                          steps=params.get("steps", 1), eot=eot, seconds=seconds)
         write_cell(cells_dir, key, record,
                    {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
-                    "norm": perturbation_norms(x, x_adv, spec.norm).numpy()})
+                    "norm": perturbation_norms(x, x_adv, spec.norm).numpy(),
+                    "clean_pred": clean_pred, "adv_index": np.arange(min(ADV_KEEP, len(y))),
+                    "adv_x": x_adv[:ADV_KEEP].numpy().astype(np.float16)})
 
 
 def _record(common, preds, y, *, attack, backend, norm, eps, steps, eot, seconds) -> dict:

@@ -1,7 +1,15 @@
-"""Comparison tables: models side by side, attacks and eps as rows (Markdown, CSV, LaTeX)."""
+"""Comparison tables: models side by side, attacks and eps as rows (Markdown, CSV, LaTeX).
+
+:func:`comparison_table` renders one summary frame; :func:`results_table` (``robbench table``)
+merges runs and adds the per-example worst case over attacks and the diagnostics' pass/fail.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
 FORMATS = ("md", "csv", "latex")
@@ -40,3 +48,141 @@ def comparison_table(summary: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "latex":
         return wide.to_latex(index=False, escape=True)
     return wide.to_markdown(index=False) + "\n"
+
+
+WORST_CASE = "worst case"
+"""The ``attack`` label of the per-example worst case over every attack run at one eps."""
+
+
+def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Worst-case robust accuracy per (dataset, model, norm, eps) across every attack run on it.
+
+    Computed per example, as AutoAttack counts: an example is robust only if it survives every
+    attack. For a stochastic model with R draws an example's score under one attack is the
+    fraction of its R draws classified correctly; its worst-case score is the minimum of that
+    fraction over the attacks, and the worst-case accuracy is the mean of those minima (for a
+    deterministic model, R = 1, this is exactly "survives every attack"). Only examples that
+    every attack covered count; cells of several runs are merged. The interval is the 95% Wilson
+    interval at that n. Returns summary-style rows (attack = ``"worst case"``).
+    """
+    from robbench.evaluation import wilson_interval
+    from robbench.run_grid import load_outcomes, read_cells
+
+    groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+    attacks: dict[tuple, set[str]] = {}
+    for run in run_dirs:
+        for rec in read_cells(Path(run)):
+            if rec["attack"] == "none":
+                continue
+            key = (rec["dataset"], rec["model"], rec["norm"], float(rec["eps"]))
+            out = load_outcomes(Path(run), cell_key(rec))
+            score = (out["pred"] == out["label"][None]).mean(0)
+            groups.setdefault(key, []).append((out["index"], score))
+            attacks.setdefault(key, set()).add(rec["attack"])
+    rows = []
+    for (dataset, model, norm, eps), cells in sorted(groups.items()):
+        common = set(cells[0][0].tolist())
+        for index, _ in cells[1:]:
+            common &= set(index.tolist())
+        keep = np.array(sorted(common), dtype=np.int64)
+        scores = [dict(zip(index.tolist(), score.tolist(), strict=True)) for index, score in cells]
+        worst = np.array([min(s[i] for s in scores) for i in keep.tolist()])
+        n = len(worst)
+        acc = float(worst.mean()) if n else float("nan")
+        low, high = wilson_interval(acc * n, n) if n else (float("nan"), float("nan"))
+        rows.append({"dataset": dataset, "model": model, "attack": WORST_CASE, "norm": norm,
+                     "eps": eps, "n": n, "correct": acc * n, "accuracy": acc, "ci_low": low,
+                     "ci_high": high, "attacks": "+".join(sorted(attacks[(dataset, model, norm,
+                                                                          eps)]))})
+    return pd.DataFrame(rows)
+
+
+def cell_key(record: dict) -> str:
+    """The cell file stem of a summary record (model__attack__eps)."""
+    return f"{record['model']}__{record['attack']}__{float(record['eps']):g}"
+
+
+def find_diagnostics(run_dir: str | Path) -> Path | None:
+    """``diagnostics.csv`` inside the run directory, or next to it (its parent), if present."""
+    run_dir = Path(run_dir)
+    for path in (run_dir / "diagnostics.csv", run_dir.parent / "diagnostics.csv"):
+        if path.is_file():
+            return path
+    return None
+
+
+def diagnostics_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Every diagnostics.csv found for the runs (columns at least ``check`` and ``status``)."""
+    frames, seen = [], set()
+    for run in run_dirs:
+        path = find_diagnostics(run)
+        if path is None or path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        frame = pd.read_csv(path)
+        missing = {"check", "status"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(sorted(missing))}; "
+                             "need at least check, status")
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    frame["status"] = frame["status"].astype(str).str.upper()
+    return frame.drop_duplicates().reset_index(drop=True)
+
+
+def results_frames(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The merged comparison (attack rows + worst-case rows) and diagnostics of several runs."""
+    from robbench.run_grid import read_summary
+
+    if not run_dirs:
+        raise ValueError("no runs given")
+    summary = pd.concat([read_summary(Path(r)) for r in run_dirs], ignore_index=True)
+    summary = summary.drop_duplicates(
+        subset=["dataset", "model", "checkpoint", "attack", "backend", "norm", "eps", "steps",
+                "eot", "draws", "seed", "n"])
+    wide = comparison_frame(summary)
+    worst = worst_case_frame(run_dirs)
+    if not worst.empty and not wide.empty:
+        worst["cell"] = worst.apply(format_accuracy, axis=1)
+        wrows = worst.pivot_table(index=["dataset", "norm", "eps"], columns="model",
+                                  values="cell", aggfunc="first").reset_index()
+        wrows.columns.name = None
+        wrows.insert(1, "attack", WORST_CASE)
+        wrows["steps"] = "-"
+        wrows["eot"] = "-"
+        wide = wide.astype({"steps": object, "eot": object})
+        wide = pd.concat([wide, wrows[[c for c in wide.columns if c in wrows.columns]]],
+                         ignore_index=True)
+        rank = wide["attack"].map(lambda a: 0 if a == "none" else 2 if a == WORST_CASE else 1)
+        wide = (wide.assign(_rank=rank).sort_values(["dataset", "_rank", "attack", "eps"],
+                                                    kind="stable")
+                .drop(columns="_rank").reset_index(drop=True))
+    return wide.fillna("-"), diagnostics_frame(run_dirs)
+
+
+def results_table(run_dirs: Sequence[str | Path], fmt: str = "md") -> str:
+    """``robbench table``: merged runs, models side by side, worst case and diagnostics rows."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is unknown; allowed: {', '.join(FORMATS)}")
+    wide, diag = results_frames(run_dirs)
+    if wide.empty:
+        return "(no finished cells)\n"
+    if fmt == "csv":
+        out = wide.assign(section="accuracy")
+        if not diag.empty:
+            out = pd.concat([out, diag.assign(section="diagnostics")], ignore_index=True)
+        cols = ["section"] + [c for c in out.columns if c != "section"]
+        return out[cols].fillna("").to_csv(index=False)
+    if fmt == "latex":
+        text = wide.to_latex(index=False, escape=True)
+        if not diag.empty:
+            text += "\n" + diag.fillna("").to_latex(index=False, escape=True)
+        return text
+    text = wide.to_markdown(index=False) + "\n"
+    if not diag.empty:
+        passed = int((diag["status"] == "PASS").sum())
+        text += (f"\nDiagnostics (gradient masking): {passed}/{len(diag)} PASS\n\n"
+                 + diag.fillna("").to_markdown(index=False) + "\n")
+    return text

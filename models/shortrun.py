@@ -40,9 +40,11 @@ def draw_langevin_noise(
     latent: int,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Noise for one chain per row: index 0 is z_0, index k >= 1 the kth step's xi."""
-    return torch.randn((steps + 1, batch, latent), device=device, generator=generator)
+    return torch.randn((steps + 1, batch, latent), device=device, generator=generator,
+                       dtype=dtype)
 
 
 def langevin_infer(
@@ -67,7 +69,7 @@ def langevin_infer(
     """
     latent = _latent_size(generator)
     if noise is None:
-        noise = draw_langevin_noise(steps, x.shape[0], latent, x.device)
+        noise = draw_langevin_noise(steps, x.shape[0], latent, x.device, dtype=x.dtype)
     if noise.shape != (steps + 1, x.shape[0], latent):
         raise ValueError(f"noise shape {tuple(noise.shape)} != {(steps + 1, x.shape[0], latent)}")
     if differentiable is None:
@@ -119,12 +121,12 @@ class ShortRunClassifier(nn.Module):
         self.n_chains = config.n_chains
         self.combine = config.combine
 
-    def _noise(self, batch: int, device: torch.device) -> torch.Tensor | None:
+    def _noise(self, x: torch.Tensor) -> torch.Tensor | None:
         if self.noise_seed is None:
             return None
-        gen = torch.Generator(device=device).manual_seed(self.noise_seed)
+        gen = torch.Generator(device=x.device).manual_seed(self.noise_seed)
         return draw_langevin_noise(
-            self.config.langevin_steps, batch, self.config.latent, device, gen
+            self.config.langevin_steps, x.shape[0], self.config.latent, x.device, gen, x.dtype
         )
 
     def infer(
@@ -139,7 +141,7 @@ class ShortRunClassifier(nn.Module):
         """z_K of shape (N, n_chains, d); chains of one input use independent noise."""
         xr = x.repeat_interleave(n_chains, dim=0) if n_chains > 1 else x
         if noise is None:
-            noise = self._noise(xr.shape[0], x.device)
+            noise = self._noise(xr)
         c = self.config
         z = langevin_infer(
             self.generator,

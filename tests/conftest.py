@@ -1,0 +1,53 @@
+"""Shared fixtures: the digits data, tiny untrained models, and the shipped digits models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robbench.datasets import load_digits
+from robbench.models.config import ModelConfig
+from robbench.models.registry import build_model, load_model
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_digits()
+
+
+def tiny_config(name: str, **overrides) -> ModelConfig:
+    """A small 8x8 model that runs in milliseconds."""
+    kw = dict(name=name, channels=1, image_size=8, width=4, latent=4, langevin_steps=3,
+              step_size=0.005, sigma=0.1)
+    kw.update(overrides)
+    return ModelConfig(**kw)
+
+
+@pytest.fixture
+def tiny_shortrun():
+    torch.manual_seed(0)
+    return build_model(tiny_config("shortrun")).eval()
+
+
+@pytest.fixture
+def tiny_convnet():
+    torch.manual_seed(0)
+    return build_model(tiny_config("convnet")).eval()
+
+
+@pytest.fixture(scope="session")
+def shipped_convnet():
+    return load_model("convnet", "digits")[0]
+
+
+@pytest.fixture(scope="session")
+def shipped_shortrun():
+    return load_model("shortrun", "digits")[0]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Never train into, or read from, the user's cache during tests."""
+    monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,61 @@
+"""`robbench run` end to end on a small subset, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from robbench.cli import main
+from robbench.run_grid import SUMMARY_COLUMNS
+
+
+def test_run_end_to_end_on_a_small_subset(tmp_path, capsys):
+    assert main(["run", "--attack", "fgsm", "--n", "30", "--draws", "2", "--eps", "0.1,0.2",
+                 "--quiet", "--out", str(tmp_path)]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == 2 * (1 + 2)
+    clean = summary[summary.attack == "none"]
+    assert set(clean.eps) == {0} and set(clean.model) == {"convnet", "shortrun"}
+    assert (summary.n == 30).all() and summary.accuracy.between(0, 1).all()
+    assert (summary.ci_low <= summary.accuracy).all() and (summary.accuracy <= summary.ci_high).all()
+    shortrun = summary[summary.model == "shortrun"]
+    assert (shortrun.draws == 2).all()
+    assert (run_dir / "summary.md").read_text().startswith("| dataset")
+    out = capsys.readouterr().out
+    assert "convnet" in out and "shortrun" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--eps", "abc"], "eps 'abc'"),
+        (["run", "--eps", "-0.1"], "positive"),
+        (["run", "--attack", "nope"], "attack 'nope' is unknown; allowed: fgsm"),
+        (["run", "--models", "resnet"], "model 'resnet' is unknown; allowed: convnet"),
+        (["run", "--kappa", "1"], "'kappa' applies to none of pgd"),
+        (["run", "--device", "tpu"], "device 'tpu' is unknown; allowed: auto, cpu, cuda"),
+        (["run", "--resume", "no-such-run"], "no-such-run"),
+    ],
+)
+def test_bad_values_give_one_line_errors(args, message, tmp_path, capsys):
+    assert main([*args, "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not any(tmp_path.iterdir()), "a failed run must not leave files behind"
+
+
+def test_argparse_errors_exit_non_zero_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "robbench.cli", "run", "--n", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "--n: '0' must be >= 1" in result.stderr
+
+
+def test_list_shows_checkpoints_and_attacks(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-shortrun.safetensors" in out and "pgd-l2" in out

@@ -1,0 +1,52 @@
+"""Training lowers the loss; the three stages and the joint objective both run."""
+
+from __future__ import annotations
+
+import torch
+from conftest import tiny_config
+from torch import nn
+
+from robbench.models.config import ModelSpec, TrainConfig
+from robbench.models.registry import build_model
+from robbench.models.training import select_subsets, train_model
+
+
+def _loss(model, x, y):
+    with model.fixed_noise(0) if hasattr(model, "fixed_noise") else torch.no_grad():
+        return nn.functional.cross_entropy(model(x), y).item()
+
+
+def test_a_few_training_steps_lower_the_loss(digits):
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    for name, train in (
+        ("convnet", TrainConfig(epochs=3, lr=5e-3)),
+        ("shortrun", TrainConfig(objective="joint", epochs=3, lr=5e-3)),
+        ("shortrun", TrainConfig(objective="stages", generative_epochs=1,
+                                 discriminative_epochs=2, bptt_epochs=1, lr=5e-3)),
+    ):
+        torch.manual_seed(0)
+        config = tiny_config(name, width=8, latent=8)
+        model = build_model(config).eval()
+        before = _loss(model, x, y)
+        train_model(model, ModelSpec("digits", config, train), x, y, quiet=True)
+        assert _loss(model, x, y) < before, (name, train.objective)
+
+
+def test_stage_two_leaves_the_generator_untouched(digits):
+    torch.manual_seed(0)
+    config = tiny_config("shortrun")
+    model = build_model(config)
+    before = [p.clone() for p in model.generator.parameters()]
+    train = TrainConfig(generative_epochs=0, discriminative_epochs=1, bptt_epochs=0)
+    train_model(model, ModelSpec("digits", config, train), digits.x_train[:64],
+                digits.y_train[:64], quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.generator.parameters(),
+                                                 strict=True))
+
+
+def test_label_subsets_are_balanced_and_pool_contains_them(digits):
+    spec = ModelSpec("digits", tiny_config("shortrun"), TrainConfig(labels=50, unlabelled=300))
+    x_lab, y_lab, pool = select_subsets(spec, digits.x_train, digits.y_train)
+    assert len(x_lab) == 50 and torch.bincount(y_lab, minlength=10).tolist() == [5] * 10
+    assert len(pool) == 300
+    assert torch.equal(pool[:50], x_lab)
