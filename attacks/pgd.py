@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
 from robbench.attacks.eot import LossFn, cross_entropy_loss, eot_loss_grad
 
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
+
+from robbench.attacks import adaptive
+from robbench.attacks import foolbox_backend as fbb
 from robbench.attacks import torchattacks_backend as ta
 from robbench.attacks.threat_model import check_threat_model
-from torch import nn
 
 CraftFn = Callable[..., list[torch.Tensor]]
 BACKENDS = ("torchattacks", "foolbox")
@@ -25,6 +28,7 @@ class AttackSpec:
     defaults: dict[str, Any]
     backends: dict[str, CraftFn] = field(default_factory=dict)
     default_eps: tuple[float, ...] = (0.1, 0.2, 0.3)
+    needs_companions: bool = False  # the craft function takes companions={name: model}
 
 
 _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restarts": 1,
@@ -32,15 +36,18 @@ _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restart
 
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
-                       {"eot": 1, "loss": "ce", "max_batch": None}, {"torchattacks": ta.fgsm}),
+                       {"eot": 1, "loss": "ce", "max_batch": None},
+                       {"torchattacks": ta.fgsm, "foolbox": fbb.fgsm}),
     "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al.)",
-                      dict(_PGD), {"torchattacks": ta.pgd_linf}),
+                      dict(_PGD), {"torchattacks": ta.pgd_linf, "foolbox": fbb.pgd_linf}),
     "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
-                         {**_PGD, "step_size": 0.1}, {"torchattacks": ta.pgd_l2},
+                         {**_PGD, "step_size": 0.1},
+                         {"torchattacks": ta.pgd_l2, "foolbox": fbb.pgd_l2},
                          default_eps=(0.5, 1.0, 2.0)),
     "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
                      "robust if no adversarial within eps",
-                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01}, {"torchattacks": ta.cw},
+                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01},
+                     {"torchattacks": ta.cw, "foolbox": fbb.cw},
                      default_eps=(0.5, 1.0, 2.0)),
     "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf with batched EOT through the Langevin "
                           "chain (default 16 draws per gradient)",
@@ -55,7 +62,23 @@ ATTACKS: dict[str, AttackSpec] = {
     "square": AttackSpec("square", "linf", "Square attack, score-based black box (no gradients)",
                          {"n_queries": 1000, "restarts": 1, "seed": 0},
                          {"torchattacks": ta.square}),
+    "latent-pgd": AttackSpec("latent-pgd", "linf", "PGD L-inf pulling the inferred latent z_K "
+                             "toward the nearest other class's mean latent, through the chain, "
+                             "with EOT (ConvNet: penultimate features)",
+                             {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 8,
+                              "loss": "latent", "max_batch": None},
+                             {"torchattacks": adaptive.latent_pgd}),
+    "fixed-noise-pgd": AttackSpec("fixed-noise-pgd", "linf", "PGD L-inf against a fixed-noise "
+                                  "(deterministic) Langevin chain, evaluated with fresh noise",
+                                  {**_PGD, "noise_seed": 0},
+                                  {"torchattacks": adaptive.fixed_noise_pgd}),
+    "transfer": AttackSpec("transfer", "linf", "PGD L-inf crafted on the other model (EOT when "
+                           "it is stochastic), evaluated on this one",
+                           {"steps": 40, "step_size": 0.01, "random_start": True,
+                            "source_eot": 8, "loss": "ce", "source": None, "max_batch": None},
+                           {"torchattacks": adaptive.transfer}, needs_companions=True),
 }
+ENGINE_FNS = (ta.engine_pgd, adaptive.latent_pgd, adaptive.fixed_noise_pgd, adaptive.transfer)
 
 
 def get_attack(name: str) -> AttackSpec:
@@ -106,7 +129,7 @@ def effective_params(spec: AttackSpec, model: nn.Module, params: dict[str, Any])
 
 def backend_label(spec: AttackSpec, backend: str, params: dict[str, Any]) -> str:
     """The library that actually ran: robbench's engine replaces torchattacks for EOT/restarts."""
-    if backend == "torchattacks" and (spec.backends[backend] is ta.engine_pgd
+    if backend == "torchattacks" and (spec.backends[backend] in ENGINE_FNS
                                       or (spec.name in ("fgsm", "pgd", "pgd-l2")
                                           and ta.uses_eot_engine(params))):
         return "robbench"
@@ -122,8 +145,13 @@ def craft(
     *,
     backend: str = "torchattacks",
     params: dict[str, Any] | None = None,
+    companions: dict[str, nn.Module] | None = None,
 ) -> dict[float, torch.Tensor]:
-    """Adversarial examples for every eps, each checked against its threat model."""
+    """Adversarial examples for every eps, each checked against its threat model.
+
+    ``companions`` ({name: model}) are the other loaded models, for attacks that craft on a
+    source model (``transfer``).
+    """
     spec = get_attack(name)
     if backend not in spec.backends:
         raise ValueError(
@@ -131,7 +159,8 @@ def craft(
         )
     params = effective_params(spec, model, params if params is not None else spec.defaults)
     model.eval()
-    adversarial = spec.backends[backend](model, x, y, list(eps), spec.norm, params)
+    extra = {"companions": companions} if spec.needs_companions else {}
+    adversarial = spec.backends[backend](model, x, y, list(eps), spec.norm, params, **extra)
     out = {}
     for e, x_adv in zip(eps, adversarial, strict=True):
         x_adv = x_adv.detach()

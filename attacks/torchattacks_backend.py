@@ -6,10 +6,11 @@ from typing import Any
 
 import torch
 import torchattacks
+from torch import nn
+
 from robbench.attacks.eot import LOSSES
 from robbench.attacks.pgd import pgd
 from robbench.attacks.threat_model import perturbation_norms
-from torch import nn
 
 
 def uses_eot_engine(params: dict[str, Any]) -> bool:

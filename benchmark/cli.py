@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
 from robbench import __version__
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -118,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="torchattacks", choices=BACKENDS)
     run.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size")
     run.add_argument("--out", default="results/runs", help="directory of run directories")
+    run.add_argument("--diagnostics", action="store_true",
+                     help="afterwards, run the gradient-masking diagnostics for each model "
+                          "(written to RUN_DIR/diagnostics/<model>/)")
+    run.add_argument("--run-dir", default=None, dest="run_dir",
+                     help="explicit run directory instead of OUT/<run id> (resumable too)")
     run.add_argument("--resume", default=None, metavar="RUN_ID",
                      help="continue the run RUN_ID under --out with its saved arguments")
     _add_common(run)
@@ -156,7 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--root", default="results/runs")
     table.add_argument("--format", default="md", choices=FORMATS)
     table.add_argument("--out", default=None)
+    table.add_argument("--diagnostics", action="append", default=[], metavar="CSV",
+                       help="a diagnostics.csv of `robbench diagnose` to merge (repeatable)")
     table.set_defaults(func=cmd_table)
+
+    perf = sub.add_parser("perf", help="time the fast path against the plain reference")
+    perf.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    perf.add_argument("--sizes", default="auto", choices=("auto", "full", "cpu"),
+                      help="full: the issue's GPU sizes (MNIST shape); cpu: digits-sized smoke "
+                      "(auto: full on CUDA, cpu otherwise)")
+    perf.add_argument("--out", default="results/perf")
+    perf.set_defaults(func=cmd_perf)
+
+    readme = sub.add_parser("readme", help="refresh README blocks that quote generated results")
+    readme.add_argument("--file", default="README.md")
+    readme.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
+    readme.set_defaults(func=cmd_readme)
 
     plot = sub.add_parser("plot", help="figures of one or more runs (PNG and SVG)")
     plot.add_argument("runs", nargs="*", help="run directories (default: all under --root)")
@@ -171,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rewrite the baseline from a fresh run and print what changed")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     check.set_defaults(func=cmd_check)
+
+    diag = sub.add_parser("diagnose", help="gradient-masking diagnostics (Carlini et al. 2019)")
+    diag.add_argument("--model", default="shortrun", choices=MODEL_NAMES)
+    diag.add_argument("--n", type=positive_int, default=None,
+                      help="test examples (default 100; --quick 16)")
+    diag.add_argument("--quick", action="store_true", help="tiny sizes, for tests and smoke runs")
+    diag.add_argument("--seed", type=int, default=0)
+    diag.add_argument("--out", default=None,
+                      help="output directory (default results/diagnostics/<dataset>-<model>)")
+    _add_common(diag)
+    diag.set_defaults(func=cmd_diagnose)
     return parser
 
 
@@ -197,10 +230,51 @@ def cmd_run(args: argparse.Namespace) -> int:
             params=settings,
         )
     run_dir, summary = execute(config, args.out, device=device, batch_size=args.batch_size,
-                               data_dir=args.data_dir, quiet=args.quiet)
+                               data_dir=args.data_dir, quiet=args.quiet, run_dir=args.run_dir)
     print(comparison_table(summary, "md"), end="")
     print(f"\nwritten: {run_dir}/summary.csv, summary.md, config.json")
+    if getattr(args, "diagnostics", False):
+        for name in config.models:
+            print(f"\ndiagnostics: {name}")
+            _diagnose(name, config.dataset, config.n, False, config.seed,
+                      Path(run_dir) / "diagnostics" / name, device, args.data_dir, args.quiet)
     return 0
+
+
+def _diagnose(model: str, dataset: str, n: int | None, quick: bool, seed: int, out: Path,
+              device: str, data_dir: str | None, quiet: bool) -> int:
+    from robbench.attacks.diagnostics import (
+        DiagnoseConfig,
+        config_dict,
+        format_table,
+        run_diagnostics,
+        write_report,
+    )
+
+    cfg = DiagnoseConfig.quick() if quick else DiagnoseConfig()
+    cfg.seed = seed
+    if n is not None:
+        cfg.n = n
+    start = time.perf_counter()
+    frame = run_diagnostics(model, dataset, config=cfg, device=device, data_dir=data_dir,
+                            quiet=quiet)
+    seconds = time.perf_counter() - start
+    meta = {"model": model, "dataset": dataset, "device": device, "seconds": f"{seconds:.0f}",
+            "robbench": __version__,
+            "settings": ", ".join(f"{k}={v}" for k, v in config_dict(cfg).items())}
+    write_report(frame, out, meta)
+    print(format_table(frame), end="")
+    failed = int((frame["status"] == "FAIL").sum())
+    print(f"\n{'FAILED: ' + str(failed) + ' check(s)' if failed else 'all checks passed'} "
+          f"in {seconds:.0f} s; written: {out}/diagnostics.csv, diagnostics.md")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    default = Path("results/diagnostics") / f"{args.dataset}-{args.model}"
+    out = Path(args.out) if args.out else default
+    return _diagnose(args.model, args.dataset, args.n, args.quick, args.seed, out,
+                     resolve_device(args.device), args.data_dir, args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -254,7 +328,7 @@ def find_runs(given: Sequence[str], root: str) -> list[Path]:
 def cmd_table(args: argparse.Namespace) -> int:
     from robbench.tables import results_table
 
-    text = results_table(find_runs(args.runs, args.root), args.format)
+    text = results_table(find_runs(args.runs, args.root), args.format, args.diagnostics)
     if args.out:
         from robbench.models.checkpoint_io import atomic_write_bytes
 
@@ -279,6 +353,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update:
         return regression_check.update(args.baseline, quiet=args.quiet)
     return regression_check.check(args.baseline, quiet=args.quiet)
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from robbench.perf import PerfSettings, perf_markdown, run_perf
+
+    device = torch.device(resolve_device(args.device))
+    full = args.sizes == "full" or (args.sizes == "auto" and device.type == "cuda")
+    settings = PerfSettings() if full else PerfSettings.cpu_smoke()
+    print(perf_markdown(run_perf(settings, device, Path(args.out))), end="")
+    return 0
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    from robbench.readme_sync import sync_readme
+
+    stale = sync_readme(Path(args.file), check=args.check)
+    for path in stale:
+        print(f"{'stale' if args.check else 'updated'}: {path}")
+    return 1 if args.check and stale else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

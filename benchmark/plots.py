@@ -46,7 +46,8 @@ def _save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out_dir / f"{name}.{ext}"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text
+            fig.savefig(path, dpi=130, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths
@@ -142,12 +143,16 @@ def plot_adversarial_grid(run_dir: str | Path, out_dir: str | Path, models: dict
         idx = out["adv_index"] if idx is None else idx
     idx = idx[:rows]
 
-    def predict(x: np.ndarray) -> str:
+    # every shown image, predicted by every model in one batched pass
+    shown = np.concatenate([clean_x[idx]] + [adv[m][: len(idx)] for m in attacked])
+    xt = torch.from_numpy(shown.astype(np.float32))
+    votes = {}
+    for m, net in models.items():
         torch.manual_seed(0)
-        xt = torch.from_numpy(x.astype(np.float32))
-        parts = [f"{_abbr(m)} {int(_majority(predict_draws(net, xt, draws))[0])}"
-                 for m, net in models.items()]
-        return ", ".join(parts)
+        votes[m] = _majority(predict_draws(net, xt, draws))
+
+    def predict(k: int) -> str:
+        return ", ".join(f"{_abbr(m)} {int(v[k])}" for m, v in votes.items())
 
     cols = 1 + 2 * len(attacked)
     fig, axes = plt.subplots(len(idx), cols, figsize=(1.9 * cols, 2.0 * len(idx)),
@@ -155,12 +160,13 @@ def plot_adversarial_grid(run_dir: str | Path, out_dir: str | Path, models: dict
     for r, i in enumerate(idx.tolist()):
         x = clean_x[i]
         axes[r, 0].imshow(_image(x), cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_title(f"clean, y={int(labels[i])}\n{predict(x[None])}", fontsize=8)
+        axes[r, 0].set_title(f"clean, y={int(labels[i])}\n{predict(r)}", fontsize=8)
         for m, model in enumerate(attacked):
             xa = adv[model][r]
             ax_a, ax_d = axes[r, 1 + 2 * m], axes[r, 2 + 2 * m]
             ax_a.imshow(_image(xa), cmap="gray", vmin=0, vmax=1)
-            ax_a.set_title(f"adv. vs {model_label(model)}\n{predict(xa[None])}", fontsize=8,
+            ax_a.set_title(f"adv. vs {model_label(model)}\n{predict((m + 1) * len(idx) + r)}",
+                           fontsize=8,
                            color=model_color(model))
             ax_d.imshow(_image(xa - x).mean(-1) if x.shape[0] == 3 else _image(xa - x),
                         cmap="RdBu_r", vmin=-eps, vmax=eps)

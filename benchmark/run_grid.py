@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
+
 from robbench import __version__
 from robbench.attacks.registry import (
     backend_label,
@@ -37,7 +39,6 @@ from robbench.datasets import load_dataset
 from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
 from robbench.models.checkpoint_io import atomic_write_bytes
 from robbench.models.registry import load_model
-from tqdm.auto import tqdm
 
 ADV_KEEP = 16
 """Adversarial images kept per attacked cell (for plots), as float16."""
@@ -115,20 +116,35 @@ def execute(
     batch_size: int = 500,
     data_dir: str | None = None,
     quiet: bool = False,
+    run_dir: str | Path | None = None,
 ) -> tuple[Path, pd.DataFrame]:
-    """Run (or resume) every cell of ``config``; returns the run directory and its summary."""
+    """Run (or resume) every cell of ``config``; returns the run directory and its summary.
+
+    The run lives in ``out_dir/<run id>`` unless ``run_dir`` names it; an existing run directory
+    is resumed only if it was started with the same config.
+    """
     for attack in config.attacks:
         get_attack(attack)
     check_settings(config.attacks, config.params)
-    run_dir = Path(out_dir) / config.run_id()
-    cells_dir = run_dir / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / config.run_id()
+    if (run_dir / "config.json").is_file() and load_run_config(run_dir) != config:
+        raise ValueError(f"run directory {run_dir} holds a different run; choose another")
     data = load_dataset(config.dataset, data_dir)
     n = len(data.x_test) if config.n is None else min(config.n, len(data.x_test))
     x, y = data.x_test[:n], data.y_test[:n]
     models, cards = {}, {}
     for name in config.models:
         models[name], cards[name] = load_model(name, config.dataset, device=device, quiet=quiet)
+    cells_dir = run_dir / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    companions = dict(models)  # source models of transfer attacks (the other model)
+    if any(get_attack(a).needs_companions for a in config.attacks):
+        from robbench.models.config import MODEL_NAMES
+
+        for name in MODEL_NAMES:
+            if name not in companions:
+                companions[name], _ = load_model(name, config.dataset, device=device,
+                                                 quiet=quiet)
     done = {p.stem for p in cells_dir.glob("*.json")}
     meta = {
         "run_id": config.run_id(),
@@ -153,7 +169,7 @@ def execute(
             missing = [e for e in config.eps_for(attack) if cell_id(name, attack, e) not in done]
             if missing:
                 _attack_cells(model, attack, missing, x, y, config, cells_dir, common_m,
-                              batch_size, quiet, clean_pred)
+                              batch_size, quiet, clean_pred, companions)
         write_summary(run_dir)
     return run_dir, write_summary(run_dir)
 
@@ -172,7 +188,7 @@ def _clean_cell(model, x, y, config, cells_dir, common, batch_size) -> None:
 
 
 def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batch_size,
-                  quiet, clean_pred) -> None:
+                  quiet, clean_pred, companions=None) -> None:
     spec = get_attack(attack)
     params = params_for(attack, config.params)
     group_key = f"{common['model']}__{attack}"
@@ -186,7 +202,7 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
     for i in batches:
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         for e, x_adv in craft(attack, model, xb, yb, eps_list, backend=config.backend,
-                              params=params).items():
+                              params=params, companions=companions).items():
             adv[e].append(x_adv.cpu())
         bar.update(len(xb))
     bar.close()

@@ -66,7 +66,7 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     interval at that n. Returns summary-style rows (attack = ``"worst case"``).
     """
     from robbench.evaluation import wilson_interval
-    from robbench.run_grid import load_outcomes, read_cells
+    from robbench.run_grid import cell_id, load_outcomes, read_cells
 
     groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
     attacks: dict[tuple, set[str]] = {}
@@ -75,7 +75,7 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             if rec["attack"] == "none":
                 continue
             key = (rec["dataset"], rec["model"], rec["norm"], float(rec["eps"]))
-            out = load_outcomes(Path(run), cell_key(rec))
+            out = load_outcomes(Path(run), cell_id(rec["model"], rec["attack"], rec["eps"]))
             score = (out["pred"] == out["label"][None]).mean(0)
             groups.setdefault(key, []).append((out["index"], score))
             attacks.setdefault(key, set()).add(rec["attack"])
@@ -97,11 +97,6 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cell_key(record: dict) -> str:
-    """The cell file stem of a summary record (model__attack__eps)."""
-    return f"{record['model']}__{record['attack']}__{float(record['eps']):g}"
-
-
 def find_diagnostics(run_dir: str | Path) -> Path | None:
     """``diagnostics.csv`` inside the run directory, or next to it (its parent), if present."""
     run_dir = Path(run_dir)
@@ -111,28 +106,41 @@ def find_diagnostics(run_dir: str | Path) -> Path | None:
     return None
 
 
-def diagnostics_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """Every diagnostics.csv found for the runs (columns at least ``check`` and ``status``)."""
+DIAGNOSTIC_COLUMNS = ("source", "model", "check", "attack", "setting", "eps", "accuracy",
+                      "status", "detail")
+
+
+def diagnostics_frame(run_dirs: Sequence[str | Path],
+                      extra: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """Every diagnostics.csv found for the runs, plus ``extra`` files (``robbench diagnose``
+    output), with at least ``check`` and ``status``; ``source`` names the file's directory."""
     frames, seen = [], set()
-    for run in run_dirs:
-        path = find_diagnostics(run)
+    paths = [find_diagnostics(run) for run in run_dirs] + [Path(p) for p in extra]
+    for path in paths:
         if path is None or path.resolve() in seen:
             continue
+        if not path.is_file():
+            raise FileNotFoundError(f"diagnostics file {path} does not exist")
         seen.add(path.resolve())
         frame = pd.read_csv(path)
         missing = {"check", "status"} - set(frame.columns)
         if missing:
             raise ValueError(f"{path} lacks column(s) {', '.join(sorted(missing))}; "
                              "need at least check, status")
-        frames.append(frame)
+        frames.append(frame.assign(source=path.parent.name))
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
     frame["status"] = frame["status"].astype(str).str.upper()
+    for col in ("accuracy", "eps"):
+        if col in frame:
+            frame[col] = frame[col].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    frame = frame[[c for c in DIAGNOSTIC_COLUMNS if c in frame.columns]]
     return frame.drop_duplicates().reset_index(drop=True)
 
 
-def results_frames(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def results_frames(run_dirs: Sequence[str | Path],
+                   diagnostics: Sequence[str | Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The merged comparison (attack rows + worst-case rows) and diagnostics of several runs."""
     from robbench.run_grid import read_summary
 
@@ -159,14 +167,19 @@ def results_frames(run_dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.Dat
         wide = (wide.assign(_rank=rank).sort_values(["dataset", "_rank", "attack", "eps"],
                                                     kind="stable")
                 .drop(columns="_rank").reset_index(drop=True))
-    return wide.fillna("-"), diagnostics_frame(run_dirs)
+    return wide.astype(object).fillna("-"), diagnostics_frame(run_dirs, diagnostics)
 
 
-def results_table(run_dirs: Sequence[str | Path], fmt: str = "md") -> str:
-    """``robbench table``: merged runs, models side by side, worst case and diagnostics rows."""
+def results_table(run_dirs: Sequence[str | Path], fmt: str = "md",
+                  diagnostics: Sequence[str | Path] = ()) -> str:
+    """``robbench table``: merged runs, models side by side, worst case and diagnostics rows.
+
+    Diagnostics come from a ``diagnostics.csv`` inside or next to a run, and from the
+    ``diagnostics`` files given.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is unknown; allowed: {', '.join(FORMATS)}")
-    wide, diag = results_frames(run_dirs)
+    wide, diag = results_frames(run_dirs, diagnostics)
     if wide.empty:
         return "(no finished cells)\n"
     if fmt == "csv":
@@ -174,15 +187,16 @@ def results_table(run_dirs: Sequence[str | Path], fmt: str = "md") -> str:
         if not diag.empty:
             out = pd.concat([out, diag.assign(section="diagnostics")], ignore_index=True)
         cols = ["section"] + [c for c in out.columns if c != "section"]
-        return out[cols].fillna("").to_csv(index=False)
+        return out[cols].astype(object).fillna("").to_csv(index=False)
     if fmt == "latex":
         text = wide.to_latex(index=False, escape=True)
         if not diag.empty:
-            text += "\n" + diag.fillna("").to_latex(index=False, escape=True)
+            text += "\n" + diag.astype(object).fillna("").to_latex(index=False, escape=True)
         return text
     text = wide.to_markdown(index=False) + "\n"
     if not diag.empty:
         passed = int((diag["status"] == "PASS").sum())
-        text += (f"\nDiagnostics (gradient masking): {passed}/{len(diag)} PASS\n\n"
-                 + diag.fillna("").to_markdown(index=False) + "\n")
+        failed = int((diag["status"] == "FAIL").sum())
+        text += (f"\nDiagnostics (gradient masking): {passed} PASS, {failed} FAIL\n\n"
+                 + diag.astype(object).fillna("").to_markdown(index=False) + "\n")
     return text

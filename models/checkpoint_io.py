@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from robbench.models.config import ModelSpec
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from robbench.models.config import ModelSpec
 
 
 class CheckpointError(RuntimeError):

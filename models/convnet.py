@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from robbench.models.config import ModelConfig
 from robbench.models.layers import activation, classifier_head
-from torch import nn
 
 
 class ConvNet(nn.Module):

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from robbench import __version__
 from robbench.models.checkpoint_io import load_checkpoint, save_checkpoint
 from robbench.models.config import MODEL_NAMES, ModelConfig, ModelSpec, TrainConfig
 from robbench.models.convnet import ConvNet
 from robbench.models.shortrun import ShortRunClassifier
-from torch import nn
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 

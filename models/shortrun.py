@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from robbench.models.config import ModelConfig
-from robbench.models.layers import activation, classifier_head
 from torch import nn
+
+from robbench.models.config import ModelConfig
+from robbench.models.layers import activation, activation_derivative, classifier_head
 
 
 class Generator(nn.Module):
@@ -19,6 +20,7 @@ class Generator(nn.Module):
         super().__init__()
         c, w, self.s = config.channels, config.width, config.image_size // 4
         self.w = w
+        self.act = config.activation
         self.project = nn.Sequential(
             nn.Linear(config.latent, 2 * w * self.s * self.s), activation(config.activation)
         )
@@ -32,6 +34,26 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.project(z).view(z.shape[0], 2 * self.w, self.s, self.s)
         return self.deconv(h)
+
+    def energy_grad(self, z: torch.Tensor, x: torch.Tensor, inv_var: float) -> torch.Tensor:
+        """grad_z of |z|^2/2 + inv_var |x - g(z)|^2 / 2, i.e. z + J_g(z)^T (g(z) - x) inv_var.
+
+        The vector-Jacobian product is written out with first-order ops (a transposed
+        convolution's adjoint is a convolution with the same weights), so differentiating the
+        chain needs one ordinary backward instead of autograd's double backward.
+        """
+        linear, conv1, conv2 = self.project[0], self.deconv[0], self.deconv[2]
+        a0 = linear(z)
+        h0 = self.project[1](a0).view(z.shape[0], 2 * self.w, self.s, self.s)
+        a1 = conv1(h0)
+        a2 = conv2(self.deconv[1](a1))
+        image = torch.sigmoid(a2)
+        d_a2 = (image - x) * inv_var * image * (1 - image)
+        d_a1 = nn.functional.conv2d(d_a2, conv2.weight, stride=2, padding=1)
+        d_a1 = d_a1 * activation_derivative(self.act, a1)
+        d_h0 = nn.functional.conv2d(d_a1, conv1.weight, stride=2, padding=1)
+        d_a0 = d_h0.flatten(1) * activation_derivative(self.act, a0)
+        return z + d_a0 @ linear.weight
 
 
 def draw_langevin_noise(
@@ -57,6 +79,7 @@ def langevin_infer(
     noise: torch.Tensor | None = None,
     differentiable: bool | None = None,
     trajectory: list[torch.Tensor] | None = None,
+    reference: bool = False,
 ) -> torch.Tensor:
     """Short-run posterior sample z_K for each row of ``x`` by K Langevin steps from N(0, I).
 
@@ -66,6 +89,10 @@ def langevin_infer(
     ``differentiable`` keeps the graph through every step (``create_graph``) so gradients reach
     x and the generator's parameters (attacks, BPTT). By default it is on whenever grad mode is
     on and either x requires grad or the generator is training.
+
+    The energy gradient comes from the generator's hand-written ``energy_grad`` (fast: the chain
+    is a first-order graph) unless ``reference`` asks for plain autograd (``create_graph``),
+    the straightforward path every speed-up is checked against.
     """
     latent = _latent_size(generator)
     if noise is None:
@@ -79,6 +106,13 @@ def langevin_infer(
     z = noise[0].clone()
     if trajectory is not None:
         trajectory.append(z)
+    if not reference and hasattr(generator, "energy_grad"):
+        with torch.set_grad_enabled(differentiable):
+            for k in range(1, steps + 1):
+                z = z - step_size * generator.energy_grad(z, x, inv_var) + scale * noise[k]
+                if trajectory is not None:
+                    trajectory.append(z)
+        return z
     with torch.enable_grad():
         for k in range(1, steps + 1):
             if not z.requires_grad:
@@ -105,7 +139,8 @@ class ShortRunClassifier(nn.Module):
     """Deep generative classifier: logits = head(z_K(x)); stochastic, a fresh chain per call.
 
     Set ``noise_seed`` (or use :meth:`fixed_noise`) to make every call draw the same Langevin
-    noise, i.e. a deterministic chain, as the fixed-noise attack does.
+    noise, i.e. a deterministic chain, as the fixed-noise attack does. ``reference = True``
+    selects the plain autograd chain (the baseline of the performance benchmarks).
     """
 
     stochastic = True
@@ -118,6 +153,7 @@ class ShortRunClassifier(nn.Module):
             config.latent, config.head_hidden, config.classes, config.activation
         )
         self.noise_seed: int | None = None
+        self.reference = False
         self.n_chains = config.n_chains
         self.combine = config.combine
 
@@ -152,6 +188,7 @@ class ShortRunClassifier(nn.Module):
             noise=noise,
             differentiable=differentiable,
             trajectory=trajectory,
+            reference=self.reference,
         )
         return z.view(x.shape[0], n_chains, -1)
 

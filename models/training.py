@@ -6,10 +6,11 @@ import time
 from collections.abc import Iterator
 
 import torch
-from robbench.models.config import ModelSpec
-from robbench.models.shortrun import ShortRunClassifier
 from torch import nn
 from tqdm.auto import tqdm
+
+from robbench.models.config import ModelSpec
+from robbench.models.shortrun import ShortRunClassifier
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:

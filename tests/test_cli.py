@@ -22,7 +22,8 @@ def test_run_end_to_end_on_a_small_subset(tmp_path, capsys):
     clean = summary[summary.attack == "none"]
     assert set(clean.eps) == {0} and set(clean.model) == {"convnet", "shortrun"}
     assert (summary.n == 30).all() and summary.accuracy.between(0, 1).all()
-    assert (summary.ci_low <= summary.accuracy).all() and (summary.accuracy <= summary.ci_high).all()
+    assert (summary.ci_low <= summary.accuracy).all()
+    assert (summary.accuracy <= summary.ci_high).all()
     shortrun = summary[summary.model == "shortrun"]
     assert (shortrun.draws == 2).all()
     assert (run_dir / "summary.md").read_text().startswith("| dataset")

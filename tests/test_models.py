@@ -108,3 +108,24 @@ def test_langevin_update_is_the_documented_one(tiny_shortrun, digits):
     (grad,) = torch.autograd.grad(energy, z0)
     expected = noise[0] - 0.01 * grad + (2 * 0.01) ** 0.5 * noise[1]
     assert torch.allclose(z1, expected, atol=1e-6)
+
+
+def test_fast_chain_matches_the_autograd_reference(digits):
+    """The hand-written energy gradient gives the same chain and attack gradient as autograd."""
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    for act in ("mish", "leaky_relu"):
+        torch.manual_seed(0)
+        model = build_model(tiny_config("shortrun", activation=act)).double().eval()
+        grads = []
+        for reference in (True, False):
+            model.reference = reference
+            grads.append(_input_grad(model, x.double(), y, seed=4))
+        assert torch.allclose(grads[0], grads[1], rtol=1e-6, atol=1e-9), act
+        model.train()
+        for reference in (True, False):
+            model.reference = reference
+            model.zero_grad()
+            with model.fixed_noise(5):
+                nn.functional.cross_entropy(model(x.double()), y).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.generator.parameters()]))
+        assert torch.allclose(grads[2], grads[3], rtol=1e-6, atol=1e-9), act

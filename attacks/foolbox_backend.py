@@ -1,0 +1,96 @@
+"""Attacks through foolbox 3: FGSM, PGD (L-inf, L2) and CW-L2, all eps in one foolbox call.
+
+Settings follow the torchattacks backend: PGD uses the absolute step size ``step_size`` and a
+uniform random start in the eps-ball, FGSM one step of size eps; cross-entropy on the logits.
+A stochastic model is wrapped by :class:`EOTLogProb` (the log of the mean softmax over M noise
+draws folded into the batch), so foolbox's gradient is that of the expected prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class EOTLogProb(nn.Module):
+    """log E_noise[softmax(model(x))] over ``eot`` draws, one batched pass (rows m * N + i)."""
+
+    stochastic = True
+
+    def __init__(self, model: nn.Module, eot: int) -> None:
+        super().__init__()
+        self.model = model
+        self.eot = eot
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        logits = self.model(x.repeat(self.eot, *([1] * (x.dim() - 1))))
+        logp = torch.log_softmax(logits, dim=1).view(self.eot, n, -1)
+        return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.eot)))
+
+
+def _fmodel(model: nn.Module, x: torch.Tensor, params: dict[str, Any]):
+    import foolbox as fb
+
+    if params.get("restarts", 1) > 1:
+        raise ValueError("the foolbox backend runs one restart; use --backend torchattacks "
+                         "for --restarts")
+    if params.get("loss", "ce") != "ce":
+        raise ValueError("the foolbox backend attacks cross-entropy only; use --backend "
+                         "torchattacks for --loss margin")
+    eot = params.get("eot", 1)
+    net = EOTLogProb(model, eot) if getattr(model, "stochastic", False) and eot > 1 else model
+    net.eval()
+    return fb.PyTorchModel(net, bounds=(0.0, 1.0), device=x.device)
+
+
+def _run(attack, model, x, y, eps_list, params) -> list[torch.Tensor]:
+    fmodel = _fmodel(model, x, params)
+    _, clipped, _ = attack(fmodel, x, y, epsilons=list(eps_list))
+    return [c.detach() for c in clipped]
+
+
+def fgsm(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``FGSM`` (L-inf fast gradient, no random start), every eps in one call."""
+    import foolbox as fb
+
+    return _run(fb.attacks.FGSM(), model, x, y, eps_list, params)
+
+
+def pgd_linf(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``LinfPGD`` with the absolute step size and steps of torchattacks' PGD."""
+    import foolbox as fb
+
+    attack = fb.attacks.LinfPGD(abs_stepsize=params["step_size"], steps=params["steps"],
+                                random_start=params["random_start"])
+    return _run(attack, model, x, y, eps_list, params)
+
+
+def pgd_l2(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``L2PGD`` with the absolute step size and steps of torchattacks' PGDL2."""
+    import foolbox as fb
+
+    attack = fb.attacks.L2PGD(abs_stepsize=params["step_size"], steps=params["steps"],
+                              random_start=params["random_start"])
+    return _run(attack, model, x, y, eps_list, params)
+
+
+def cw(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``L2CarliniWagnerAttack`` (one constant c, like torchattacks' CW).
+
+    The minimal perturbation is kept where its L2 norm is within eps, else the clean image, as
+    in the torchattacks backend (robust if no adversarial example within eps).
+    """
+    import foolbox as fb
+
+    from robbench.attacks.torchattacks_backend import within_budget
+
+    attack = fb.attacks.L2CarliniWagnerAttack(
+        binary_search_steps=params.get("binary_search_steps", 1), steps=params["steps"],
+        stepsize=params["lr"], confidence=params["kappa"], initial_const=params["c"],
+        abort_early=False)
+    fmodel = _fmodel(model, x, params)
+    raw, _, _ = attack(fmodel, x, y, epsilons=None)
+    return within_budget(x, raw.detach(), eps_list, norm)

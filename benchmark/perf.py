@@ -1,0 +1,295 @@
+"""Performance benchmark: the fast path against the plain reference, timed in the same run.
+
+Reference = autograd's double backward through the chain (``model.reference = True``) and
+torchattacks' EOTPGD, which loops over the EOT draws; fast = the hand-written energy gradient
+(a first-order chain) and robbench's batched EOT. Writes ``<out>/<device>.json`` and ``.md``
+and a scaling figure (time and graph memory against K and against EOT samples).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torchattacks
+from torch import nn
+
+from robbench import __version__
+from robbench.attacks.pgd import pgd
+from robbench.models.config import ModelSpec
+from robbench.models.registry import build_model, default_spec, override_spec
+from robbench.models.training import _joint_loss
+
+
+@dataclass
+class PerfSettings:
+    """Sizes of the timed workloads; the defaults are the issue's GPU sizes (MNIST shape)."""
+
+    dataset: str = "mnist"
+    attack_examples: int = 1000
+    attack_batch: int = 250
+    eot: int = 16
+    steps: int = 40
+    train_examples: int = 60000
+    train_batch: int = 128
+    inference_examples: int = 10000
+    repeats: int = 1
+    scaling_examples: int = 64
+
+    @classmethod
+    def cpu_smoke(cls) -> PerfSettings:
+        """Sizes that finish in a few minutes on 2 CPU cores (same code, smaller workloads)."""
+        return cls(dataset="digits", attack_examples=397, attack_batch=397, eot=8, steps=5,
+                   train_examples=1400, train_batch=64, inference_examples=10000,
+                   scaling_examples=64)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up call (seconds)."""
+    fn()
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _model(spec: ModelSpec, device: torch.device, reference: bool) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(spec.model).to(device).eval()
+    model.reference = reference
+    return model
+
+
+def _images(spec: ModelSpec, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    c, s = spec.model.channels, spec.model.image_size
+    x = torch.rand((n, c, s, s), generator=gen).to(device)
+    y = torch.randint(0, spec.model.classes, (n,), generator=gen).to(device)
+    return x, y
+
+
+def eot_pgd_seconds(spec, settings, device, reference: bool) -> float:
+    """EOT-M PGD-S (L-inf 0.1) on the attack examples, batch by batch."""
+    model = _model(spec, device, reference)
+    x, y = _images(spec, settings.attack_examples, device)
+    b = settings.attack_batch
+
+    def attack() -> None:
+        for i in range(0, len(x), b):
+            if reference:
+                torchattacks.EOTPGD(model, eps=0.1, alpha=0.01, steps=settings.steps,
+                                    eot_iter=settings.eot)(x[i : i + b], y[i : i + b])
+            else:
+                pgd(model, x[i : i + b], y[i : i + b], eps=0.1, steps=settings.steps,
+                    step_size=0.01, eot=settings.eot)
+
+    return timed(attack, device, settings.repeats)
+
+
+def training_epoch_seconds(spec, settings, device, reference: bool) -> float:
+    """One epoch of BPTT through the K steps (cross-entropy + reconstruction), Adam."""
+    model = _model(spec, device, reference).train()
+    x, y = _images(spec, settings.train_examples, device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    b = settings.train_batch
+
+    def epoch() -> None:
+        for i in range(0, len(x), b):
+            loss, _ = _joint_loss(model, x[i : i + b], y[i : i + b], spec.train)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return timed(epoch, device, settings.repeats)
+
+
+def inference_images_per_second(spec, settings, device, reference: bool) -> float:
+    model = _model(spec, device, reference)
+    x, _ = _images(spec, settings.inference_examples, device)
+
+    def infer() -> None:
+        with torch.no_grad():
+            for i in range(0, len(x), 5000):
+                model(x[i : i + 5000])
+
+    return settings.inference_examples / timed(infer, device, settings.repeats)
+
+
+def graph_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the tensors autograd saves for backward while ``fn`` builds its graph."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def attack_step_cost(spec, device, n: int, reference: bool) -> dict[str, float]:
+    """FLOPs of one Langevin step and one attack step (forward + backward), and graph memory."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _model(spec, device, reference)
+    x, y = _images(spec, n, device)
+
+    def step() -> torch.Tensor:
+        xv = x.clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xv), y)
+        return torch.autograd.grad(loss, xv)[0]
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    attack_flops = counter.get_total_flops()
+    memory = graph_bytes(lambda: nn.functional.cross_entropy(
+        model(x.clone().requires_grad_(True)), y))
+    return {"attack_step_flops": attack_flops,
+            "langevin_step_flops": attack_flops / spec.model.langevin_steps,
+            "graph_bytes": memory}
+
+
+def matmul_flops_per_second(device: torch.device, size: int = 2048) -> float:
+    """Measured dense FP32 (TF32 where enabled) matmul rate: the hardware yardstick."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = timed(lambda: a @ b, device, 3)
+    return 2 * size**3 / seconds
+
+
+def scaling(spec, settings, device) -> list[dict]:
+    """Attack-step time and graph memory against K and against EOT samples (fast path)."""
+    rows = []
+    for k in (5, 10, 20, 40, 80):
+        s = override_spec(spec, langevin_steps=k)
+        model = _model(s, device, False)
+        x, y = _images(s, settings.scaling_examples, device)
+        seconds = timed(lambda m=model, x=x, y=y: pgd(m, x, y, eps=0.1, steps=1), device)
+        cost = attack_step_cost(s, device, settings.scaling_examples, False)
+        rows.append({"axis": "K", "value": k, "seconds": seconds, "graph_bytes":
+                     cost["graph_bytes"]})
+    model = _model(spec, device, False)
+    x, y = _images(spec, settings.scaling_examples, device)
+    for m in (1, 4, 16, 32):
+        seconds = timed(lambda m=m: pgd(model, x, y, eps=0.1, steps=1, eot=m), device)
+        memory = graph_bytes(lambda m=m: nn.functional.cross_entropy(
+            model(x.repeat(m, 1, 1, 1).requires_grad_(True)), y.repeat(m)))
+        rows.append({"axis": "EOT", "value": m, "seconds": seconds, "graph_bytes": memory})
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device).replace(" ", "-")
+    return f"cpu-{platform.machine()}-{torch.get_num_threads()}threads"
+
+
+def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path) -> dict:
+    """Time every workload, reference and fast, and write the JSON, Markdown and figure."""
+    spec = default_spec("shortrun", settings.dataset)
+    rows = []
+    for workload, fn, unit in (
+        (f"EOT-{settings.eot} PGD-{settings.steps}, {settings.attack_examples} images",
+         eot_pgd_seconds, "s"),
+        (f"BPTT training epoch, {settings.train_examples} images, batch {settings.train_batch}",
+         training_epoch_seconds, "s"),
+        (f"clean inference, {settings.inference_examples} images, one chain",
+         inference_images_per_second, "images/s"),
+    ):
+        ref = fn(spec, settings, device, True)
+        fast = fn(spec, settings, device, False)
+        speedup = ref / fast if unit == "s" else fast / ref
+        rows.append({"workload": workload, "unit": unit, "reference": ref, "fast": fast,
+                     "speedup": speedup})
+    cost = attack_step_cost(spec, device, settings.attack_batch, False)
+    peak = matmul_flops_per_second(device)
+    attack_row = rows[0]
+    attack_flops = (cost["attack_step_flops"] / settings.attack_batch * settings.attack_examples
+                    * settings.eot * settings.steps)
+    result = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "robbench": __version__,
+        "settings": asdict(settings),
+        "model": spec.model.__dict__ | {"head_hidden": list(spec.model.head_hidden)},
+        "workloads": rows,
+        "flops": {**cost, "per_image_attack_step": cost["attack_step_flops"]
+                  / settings.attack_batch, "matmul_flops_per_second": peak,
+                  "attack_achieved_flops_per_second": attack_flops / attack_row["fast"],
+                  "attack_fraction_of_matmul_rate": attack_flops / attack_row["fast"] / peak},
+        "scaling": scaling(spec, settings, device),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from robbench.models.checkpoint_io import atomic_write_bytes
+
+    name = result["device"]
+    atomic_write_bytes(out_dir / f"{name}.json", json.dumps(result, indent=2).encode())
+    atomic_write_bytes(out_dir / f"{name}.md", perf_markdown(result).encode())
+    plot_scaling(result, out_dir / f"{name}-scaling.png")
+    return result
+
+
+def perf_markdown(result: dict) -> str:
+    """The side-by-side table quoted in the README."""
+    lines = [f"Device: {result['device']} (torch {result['torch']}, robbench "
+             f"{result['robbench']}); model: Short Run {result['settings']['dataset']} defaults "
+             f"(K = {result['model']['langevin_steps']}, d = {result['model']['latent']}, "
+             f"width {result['model']['width']}).", "",
+             "| workload | reference | fast | speed-up |", "| --- | ---: | ---: | ---: |"]
+    for row in result["workloads"]:
+        fmt = "{:,.0f}" if row["unit"] == "images/s" else "{:.2f}"
+        unit = " images/s" if row["unit"] == "images/s" else " s"
+        lines.append(f"| {row['workload']} | {fmt.format(row['reference'])}{unit} | "
+                     f"{fmt.format(row['fast'])}{unit} | {row['speedup']:.2f}× |")
+    f = result["flops"]
+    lines += ["", f"One attack step (forward and backward through the K-step chain) costs "
+              f"{f['per_image_attack_step'] / 1e6:.1f} MFLOP per image "
+              f"({f['langevin_step_flops'] / 1e6 / result['settings']['attack_batch']:.2f} MFLOP "
+              f"per image per Langevin step). The fast EOT-PGD reaches "
+              f"{f['attack_achieved_flops_per_second'] / 1e9:.1f} GFLOP/s, "
+              f"{100 * f['attack_fraction_of_matmul_rate']:.1f}% of this device's measured "
+              f"FP32 matmul rate ({f['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scaling(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, axis, label in ((axes[0], "K", "Langevin steps K"), (axes[1], "EOT", "EOT samples M")):
+        rows = [r for r in result["scaling"] if r["axis"] == axis]
+        xs = [r["value"] for r in rows]
+        ax.plot(xs, [r["seconds"] for r in rows], "o-", color="tab:blue", label="time")
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds per attack step", color="tab:blue")
+        ax.set_xscale("log", base=2)
+        twin = ax.twinx()
+        twin.plot(xs, [r["graph_bytes"] / 2**20 for r in rows], "s--", color="tab:orange",
+                  label="graph memory")
+        twin.set_ylabel("autograd graph memory (MiB)", color="tab:orange")
+        ax.set_title(f"Attack-step cost against {label}")
+    fig.suptitle(f"Short Run classifier, {result['device']}, "
+                 f"{result['settings']['scaling_examples']} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

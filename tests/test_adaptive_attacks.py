@@ -1,0 +1,103 @@
+"""Adaptive attacks: every new attack respects its threat model; latent-pgd, fixed-noise-pgd and
+transfer do what they claim; the run grid carries EOT and loads the transfer source."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robbench.attacks.adaptive import class_latent_means, latent_fn, nearest_other_class
+from robbench.attacks.pgd import pgd
+from robbench.attacks.registry import attack_params, backend_label, craft, get_attack
+from robbench.attacks.threat_model import perturbation_norms
+from robbench.run_grid import RunConfig, execute
+
+TINY = {
+    "eot-pgd": {"steps": 2, "eot": 2},
+    "pgd": {"steps": 2, "eot": 2, "restarts": 2},
+    "fgsm": {"eot": 3},
+    "pgd-l2": {"steps": 2, "eot": 2},
+    "apgd": {"steps": 3, "eot": 2},
+    "latent-pgd": {"steps": 2, "eot": 2},
+    "fixed-noise-pgd": {"steps": 2},
+    "transfer": {"steps": 2, "source_eot": 2},
+    "square": {"n_queries": 10},
+}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize("target", ["tiny_convnet", "tiny_shortrun"])
+def test_new_attacks_respect_their_threat_model(name, target, request, digits):
+    models = {"convnet": request.getfixturevalue("tiny_convnet"),
+              "shortrun": request.getfixturevalue("tiny_shortrun")}
+    model = models[target.removeprefix("tiny_")]
+    x, y = digits.x_test[:12], digits.y_test[:12]
+    spec = get_attack(name)
+    eps = [0.5, 1.0] if spec.norm == "l2" else [0.05, 0.2]
+    torch.manual_seed(0)
+    adv = craft(name, model, x, y, eps, params=attack_params(name, **TINY[name]),
+                companions=models)
+    for e, x_adv in adv.items():
+        assert perturbation_norms(x, x_adv, spec.norm).max() <= e + 1e-6
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
+    if name not in ("square", "apgd"):  # these return x where they find nothing
+        assert not torch.equal(adv[eps[-1]], x)
+
+
+@pytest.mark.slow
+def test_autoattack_rand_respects_its_threat_model(tiny_shortrun, digits):
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    adv = craft("autoattack-rand", tiny_shortrun, x, y, [0.1])[0.1]
+    assert perturbation_norms(x, adv, "linf").max() <= 0.1 + 1e-6
+
+
+def test_latent_pgd_pulls_the_latent_toward_another_class(shipped_convnet, digits):
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    means, present = class_latent_means(shipped_convnet, x, y, 10)
+    encode = latent_fn(shipped_convnet)
+    with torch.no_grad():
+        target = nearest_other_class(encode(x), y, means, present)
+    assert (target != y).all()
+    adv = craft("latent-pgd", shipped_convnet, x, y, [0.2],
+                params=attack_params("latent-pgd", steps=10))[0.2]
+    with torch.no_grad():
+        before = (encode(x) - means[target]).norm(dim=1)
+        after = (encode(adv) - means[target]).norm(dim=1)
+    assert after.mean() < 0.8 * before.mean()
+
+
+def test_fixed_noise_pgd_is_pgd_on_the_fixed_chain(shipped_shortrun, digits):
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    params = attack_params("fixed-noise-pgd", steps=3, noise_seed=5)
+    torch.manual_seed(0)
+    adv = craft("fixed-noise-pgd", shipped_shortrun, x, y, [0.1], params=params)[0.1]
+    assert shipped_shortrun.noise_seed is None  # fresh noise again for evaluation
+    with shipped_shortrun.fixed_noise(5):
+        torch.manual_seed(0)
+        expected = pgd(shipped_shortrun, x, y, eps=0.1, steps=3, step_size=0.01)
+    torch.testing.assert_close(adv, expected)
+
+
+def test_transfer_crafts_on_the_source_and_needs_one(shipped_convnet, shipped_shortrun, digits):
+    x, y = digits.x_test[:16], digits.y_test[:16]
+    params = attack_params("transfer", steps=3)
+    torch.manual_seed(0)
+    adv = craft("transfer", shipped_shortrun, x, y, [0.1], params=params,
+                companions={"convnet": shipped_convnet, "shortrun": shipped_shortrun})[0.1]
+    torch.manual_seed(0)
+    expected = pgd(shipped_convnet, x, y, eps=0.1, steps=3, step_size=0.01)
+    torch.testing.assert_close(adv, expected)
+    with pytest.raises(ValueError, match="source"):
+        craft("transfer", shipped_shortrun, x, y, [0.1], params=params,
+              companions={"shortrun": shipped_shortrun})
+    assert backend_label(get_attack("transfer"), "torchattacks", params) == "robbench"
+
+
+def test_run_grid_records_eot_and_loads_the_transfer_source(tmp_path):
+    config = RunConfig(models=["shortrun"], attacks=["eot-pgd", "transfer"], eps=[0.1], n=8,
+                       draws=2, params={"steps": 2, "eot": 2, "source_eot": 2})
+    _, summary = execute(config, tmp_path, quiet=True)
+    rows = summary.set_index("attack")
+    assert rows.loc["eot-pgd", "eot"] == 2
+    assert rows.loc["eot-pgd", "backend"] == "robbench"
+    assert rows.loc["transfer", "n"] == 8

@@ -1,0 +1,76 @@
+"""Batched EOT: the gradient of M draws folded into one batch equals the mean of M single-draw
+gradients with the same noise; EOT with M = 1 is plain (torchattacks) PGD given the same noise."""
+
+from __future__ import annotations
+
+import torch
+import torchattacks
+
+from robbench.attacks.eot import cross_entropy_loss, eot_loss_grad, margin_loss
+from robbench.attacks.pgd import pgd
+from robbench.attacks.registry import attack_params, craft
+from robbench.models.shortrun import draw_langevin_noise
+
+
+def _single_draw_grad(model, x, y, noise, loss_fn):
+    xv = x.clone().requires_grad_(True)
+    logits = model.classify(model.infer(xv, noise=noise))
+    return torch.autograd.grad(loss_fn(logits, y).sum(), xv)[0]
+
+
+def test_batched_eot_gradient_equals_mean_of_single_draws(tiny_shortrun, digits):
+    model = tiny_shortrun.double()
+    x, y = digits.x_test[:4].double(), digits.y_test[:4]
+    m, n, c = 3, len(x), model.config
+    torch.manual_seed(1)
+    full = draw_langevin_noise(c.langevin_steps, m * n, c.latent).double()
+    for loss_fn in (cross_entropy_loss, margin_loss):
+        _, grad, _ = eot_loss_grad(lambda xr: model.classify(model.infer(xr, noise=full)),
+                                   x, y, eot=m, loss_fn=loss_fn)
+        singles = [_single_draw_grad(model, x, y, full[:, i * n:(i + 1) * n], loss_fn)
+                   for i in range(m)]
+        expected = torch.stack(singles).mean(0)
+        assert expected.abs().max() > 1e-6  # a real gradient, not zeros on both sides
+        torch.testing.assert_close(grad, expected, atol=1e-5, rtol=0)
+
+
+def test_eot_gradient_flows_through_every_langevin_step(tiny_shortrun, digits):
+    x, y = digits.x_test[:4], digits.y_test[:4]
+    _, grad, fooled = eot_loss_grad(tiny_shortrun, x, y, eot=3)
+    assert grad.abs().sum() > 0
+    assert ((fooled >= 0) & (fooled <= 1)).all()
+
+
+def test_chunked_eot_equals_one_pass_on_a_deterministic_model(tiny_convnet, digits):
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    loss_a, grad_a, _ = eot_loss_grad(tiny_convnet, x, y, eot=4)
+    loss_b, grad_b, _ = eot_loss_grad(tiny_convnet, x, y, eot=4, max_batch=16)  # 2 per pass
+    torch.testing.assert_close(loss_a, loss_b)
+    torch.testing.assert_close(grad_a, grad_b)
+
+
+def test_eot_1_equals_torchattacks_pgd_given_the_same_noise(shipped_shortrun, digits):
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    with shipped_shortrun.fixed_noise(7):
+        torch.manual_seed(3)
+        expected = torchattacks.PGD(shipped_shortrun, eps=0.1, alpha=0.03, steps=3,
+                                    random_start=True)(x, y)
+        torch.manual_seed(3)
+        ours = pgd(shipped_shortrun, x, y, eps=0.1, steps=3, step_size=0.03, eot=1)
+        torch.manual_seed(3)
+        registry = craft("eot-pgd", shipped_shortrun, x, y, [0.1],
+                         params=attack_params("eot-pgd", eot=1, steps=3, step_size=0.03))[0.1]
+    assert shipped_shortrun.noise_seed is None
+    assert not torch.equal(expected, x)
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(registry, expected, atol=1e-6, rtol=0)
+
+
+def test_restarts_keep_the_best_restart_per_example(tiny_convnet, digits):
+    x, y = digits.x_test[:32], digits.y_test[:32]
+    torch.manual_seed(0)
+    one = pgd(tiny_convnet, x, y, eps=0.05, steps=2, step_size=0.02, restarts=1)
+    torch.manual_seed(0)
+    three = pgd(tiny_convnet, x, y, eps=0.05, steps=2, step_size=0.02, restarts=3)
+    wrong = [(tiny_convnet(a).argmax(1) != y).sum().item() for a in (one, three)]
+    assert wrong[1] >= wrong[0]  # restart 1 is the same run; the best of 3 cannot be worse

@@ -1,0 +1,75 @@
+"""`robbench plot`: the four kinds of figure, PNG and SVG, from a tiny run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robbench.cli import main
+from robbench.plots import MODEL_COLORS, model_color, plot_accuracy_vs_eps
+from robbench.run_grid import RunConfig, execute
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
+    makes spinning OpenMP threads very slow."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+KINDS = ("accuracy_vs_eps", "adversarial_examples", "samples", "langevin_trajectory")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = RunConfig(models=["convnet", "shortrun"], attacks=["fgsm"], eps=[0.1, 0.2], n=16,
+                       draws=2)
+    run_dir, _ = execute(config, tmp_path_factory.mktemp("runs"), quiet=True)
+    return run_dir
+
+
+def test_plot_writes_every_figure_as_png_and_svg(tiny_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "figs"
+    assert main(["plot", str(tiny_run), "--out", str(out)]) == 0
+    assert "written:" in capsys.readouterr().out
+    for kind in KINDS:
+        png, svg = out / f"{kind}.png", out / f"{kind}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+        assert "<svg" in svg.read_text()[:2000]
+    accuracy = (out / "accuracy_vs_eps.svg").read_text()
+    for text in ("Robust accuracy vs eps", "robust accuracy (95% Wilson interval)",
+                 "ConvNet - fgsm", "Short Run - fgsm", MODEL_COLORS["shortrun"]):
+        assert text in accuracy
+    examples = (out / "adversarial_examples.svg").read_text()
+    assert "adv. vs ConvNet" in examples and "adv. vs Short Run" in examples
+    assert "perturbation" in examples
+    trajectory = (out / "langevin_trajectory.svg").read_text()
+    assert "k=0" in trajectory and "k=20" in trajectory  # K = 20 for the shipped model
+
+
+def test_plot_merges_runs_and_keeps_model_colours(tiny_run: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from robbench.run_grid import read_summary
+    from robbench.tables import worst_case_frame
+
+    summary = pd.concat([read_summary(tiny_run)] * 2, ignore_index=True)
+    written = plot_accuracy_vs_eps(summary, tmp_path, worst_case_frame([tiny_run, tiny_run]))
+    assert [p.name for p in written] == ["accuracy_vs_eps.png", "accuracy_vs_eps.svg"]
+    svg = written[1].read_text()
+    assert MODEL_COLORS["convnet"] in svg and MODEL_COLORS["shortrun"] in svg
+    assert model_color("convnet") != model_color("shortrun")
+    assert model_color("other") == model_color("other")
+
+
+def test_plot_rejects_a_non_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path) in err

@@ -1,0 +1,142 @@
+"""`robbench table`: merged runs, per-example worst case over attacks, diagnostics pass/fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robbench.cli import main
+from robbench.evaluation import robust_accuracy, wilson_interval
+from robbench.run_grid import RunConfig, execute, read_summary, write_cell, write_summary
+from robbench.tables import WORST_CASE, results_frames, results_table, worst_case_frame
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
+    makes spinning OpenMP threads very slow."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[list[int]]],
+             labels: list[int]) -> Path:
+    """A run directory with hand-made per-example predictions (R draws x N) per cell."""
+    import torch
+
+    run = root / name
+    (run / "cells").mkdir(parents=True)
+    y = torch.tensor(labels)
+    for (model, attack, eps), pred in cells.items():
+        preds = torch.tensor(pred)
+        _, acc = robust_accuracy(preds, y)
+        low, high = wilson_interval(acc * len(y), len(y))
+        record = {"dataset": "digits", "model": model, "checkpoint": "x", "attack": attack,
+                  "backend": "torchattacks", "norm": "none" if attack == "none" else "linf",
+                  "eps": eps, "steps": 1, "eot": 1, "draws": len(pred), "seed": 0,
+                  "n": len(y), "correct": acc * len(y), "accuracy": acc, "ci_low": low,
+                  "ci_high": high, "seconds": 0.0, "version": "test"}
+        write_cell(run / "cells", f"{model}__{attack}__{eps:g}", record,
+                   {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
+                    "norm": np.zeros(len(y), dtype=np.float32)})
+    (run / "config.json").write_text(json.dumps({"config": {"dataset": "digits"}}))
+    write_summary(run)
+    return run
+
+
+LABELS = [0, 1, 2, 3]
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[Path]:
+    # deterministic convnet: fgsm fools example 3, pgd fools example 0 -> worst case 2/4,
+    # although each attack alone leaves 3/4 (the minimum of accuracies would say 0.75)
+    a = fake_run(tmp_path, "a", {
+        ("convnet", "none", 0.0): [[0, 1, 2, 3]],
+        ("convnet", "fgsm", 0.1): [[0, 1, 2, 9]],
+        ("shortrun", "none", 0.0): [[0, 1, 2, 3], [0, 1, 2, 3]],
+        ("shortrun", "fgsm", 0.1): [[0, 1, 9, 3], [0, 9, 9, 3]],
+    }, LABELS)
+    b = fake_run(tmp_path, "b", {
+        ("convnet", "pgd", 0.1): [[9, 1, 2, 3]],
+        ("shortrun", "pgd", 0.1): [[0, 1, 2, 9], [0, 1, 2, 3]],
+    }, LABELS)
+    return [a, b]
+
+
+def test_worst_case_is_per_example_across_merged_runs(runs: list[Path]) -> None:
+    worst = worst_case_frame(runs).set_index("model")
+    assert worst.loc["convnet", "accuracy"] == pytest.approx(0.5)
+    # shortrun fraction of correct draws: fgsm [1, .5, 0, 1], pgd [1, 1, 1, .5] -> min mean .5
+    assert worst.loc["shortrun", "accuracy"] == pytest.approx(0.5)
+    assert worst.loc["convnet", "attacks"] == "fgsm+pgd"
+    low, high = wilson_interval(2, 4)
+    assert (worst.loc["convnet", "ci_low"], worst.loc["convnet", "ci_high"]) == (low, high)
+    per_attack = pd.concat([read_summary(r) for r in runs])
+    fgsm = per_attack[(per_attack["model"] == "convnet") & (per_attack["attack"] == "fgsm")]
+    assert fgsm["accuracy"].item() == pytest.approx(0.75)
+
+
+def test_table_merges_runs_with_worst_case_rows(runs: list[Path]) -> None:
+    wide, diag = results_frames(runs)
+    assert diag.empty
+    assert list(wide["attack"]) == ["none", "fgsm", "pgd", WORST_CASE]
+    assert {"convnet", "shortrun"} <= set(wide.columns)
+    assert wide.loc[wide["attack"] == WORST_CASE, "convnet"].item().startswith("50.0% [")
+    csv = results_table(runs, "csv")
+    assert csv.splitlines()[0].startswith("section,dataset,attack")
+    latex = results_table(runs, "latex")
+    assert "\\begin{tabular}" in latex and "worst case" in latex
+
+
+def test_diagnostics_pass_fail_merged_when_present(runs: list[Path]) -> None:
+    pd.DataFrame({"check": ["monotone in eps", "eps=1 reaches 0%"], "model": ["shortrun"] * 2,
+                  "status": ["PASS", "fail"], "detail": ["ok", "acc 0.3"]}).to_csv(
+        runs[0] / "diagnostics.csv", index=False)
+    text = results_table(runs, "md")
+    assert "Diagnostics (gradient masking): 1 PASS, 1 FAIL" in text
+    assert any(line.split("|")[3:5] == [" eps=1 reaches 0% ", " FAIL     "]
+               for line in text.splitlines())
+    csv = pd.read_csv(pd.io.common.StringIO(results_table(runs, "csv")))
+    assert set(csv["section"]) == {"accuracy", "diagnostics"}
+
+
+def test_diagnostics_file_given_explicitly(runs: list[Path], tmp_path: Path) -> None:
+    diag = tmp_path / "digits-shortrun" / "diagnostics.csv"
+    diag.parent.mkdir()
+    pd.DataFrame({"check": ["accuracy vs eps"], "attack": ["eot-pgd"], "eps": [0.1],
+                  "accuracy": [0.74250001], "status": ["PASS"]}).to_csv(diag, index=False)
+    out = tmp_path / "t.md"
+    assert main(["table", *map(str, runs), "--diagnostics", str(diag), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "1 PASS, 0 FAIL" in text and "digits-shortrun" in text and "0.743" in text
+
+
+def test_cli_table_writes_file_and_rejects_bad_values(runs: list[Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "table.md"
+    assert main(["table", *map(str, runs), "--out", str(out)]) == 0
+    assert "worst case" in out.read_text()
+    assert main(["table", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err and "run directory" in err
+    with pytest.raises(SystemExit):
+        main(["table", str(runs[0]), "--format", "html"])
+    assert "invalid choice: 'html'" in capsys.readouterr().err
+
+
+def test_table_from_a_tiny_real_run(tmp_path: Path) -> None:
+    config = RunConfig(models=["convnet"], attacks=["fgsm", "pgd"], eps=[0.1], n=12, draws=1,
+                       params={"steps": 2})
+    run_dir, _ = execute(config, tmp_path, quiet=True)
+    text = results_table([run_dir], "md")
+    rows = [line for line in text.splitlines() if line.startswith("| digits")]
+    assert [r.split("|")[2].strip() for r in rows] == ["none", "fgsm", "pgd", WORST_CASE]

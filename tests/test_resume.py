@@ -1,0 +1,128 @@
+"""A run killed with SIGKILL after its first finished cell resumes without losing or redoing one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robbench.run_grid import RunConfig, load_outcomes, read_cells
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
+    makes spinning OpenMP threads very slow."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ARGS = ["run", "--attack", "fgsm", "--eps", "0.1,0.2", "--n", "24", "--draws", "2",
+        "--models", "convnet,shortrun", "--device", "cpu", "--quiet", "--batch-size", "8"]
+EXPECTED = {f"{m}__{a}__{e}" for m in ("convnet", "shortrun")
+            for a, e in (("none", "0"), ("fgsm", "0.1"), ("fgsm", "0.2"))}
+
+
+def _robbench(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "robbench.cli", *ARGS, "--out", str(out), *extra]
+
+
+def _snapshot(cells: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(cells.iterdir()) if not p.name.startswith(".")}
+
+
+def test_killed_run_resumes_every_cell_once(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_robbench(out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    cells = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(out.glob("*/cells/*.json"))
+        if found:
+            cells = found[0].parent
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert cells is not None
+
+    finished = {p.stem for p in cells.glob("*.json")}
+    assert finished and finished < EXPECTED, f"killed midway, yet cells were {finished}"
+    before = _snapshot(cells)
+    # a half-written file, as a kill during a write leaves it: it must never be read
+    (cells / ".shortrun__fgsm__0.2.json.deadbeef.tmp").write_text('{"accuracy": 0.5, "half')
+    (cells / "shortrun__fgsm__0.2.npz").write_bytes(b"truncated npz without its json")
+
+    rerun = subprocess.run(_robbench(out), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+
+    records = read_cells(cells.parent)
+    keys = [f"{r['model']}__{r['attack']}__{r['eps']:g}" for r in records]
+    assert sorted(keys) == sorted(EXPECTED)  # every cell, each exactly once
+    after = _snapshot(cells)
+    for name, (mtime, data) in before.items():
+        if name.endswith(".json"):  # finished cells are not recomputed
+            assert after[name] == (mtime, data), f"{name} was rewritten"
+    out_npz = load_outcomes(cells.parent, "shortrun__fgsm__0.2")  # recomputed, readable
+    assert out_npz["pred"].shape == (2, 24)
+    summary = (cells.parent / "summary.csv").read_text().strip().splitlines()
+    assert len(summary) == 1 + len(EXPECTED)
+
+
+def test_resume_by_run_id_finishes_missing_cells(tmp_path: Path) -> None:
+    from robbench.cli import main
+
+    config = RunConfig(models=["convnet"], attacks=["fgsm"], eps=[0.1, 0.2], n=16, draws=1)
+    out = tmp_path / "runs"
+    assert main(["run", "--attack", "fgsm", "--models", "convnet", "--eps", "0.1,0.2", "--n",
+                 "16", "--draws", "1", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    run_dir = out / config.run_id()
+    assert run_dir.is_dir()
+    (run_dir / "cells" / "convnet__fgsm__0.2.json").unlink()
+    kept = (run_dir / "cells" / "convnet__fgsm__0.1.json").read_bytes()
+    assert main(["run", "--resume", config.run_id(), "--out", str(out), "--quiet"]) == 0
+    assert (run_dir / "cells" / "convnet__fgsm__0.1.json").read_bytes() == kept
+    assert {r["eps"] for r in read_cells(run_dir) if r["attack"] == "fgsm"} == {0.1, 0.2}
+
+
+def test_attacked_cells_trace_to_clean_predictions(tmp_path: Path) -> None:
+    from robbench.run_grid import ADV_KEEP, execute
+
+    config = RunConfig(models=["convnet", "shortrun"], attacks=["fgsm"], eps=[0.1], n=20,
+                       draws=3)
+    run_dir, _ = execute(config, tmp_path, quiet=True)
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["robbench_version"] and meta["config"]["seed"] == 0
+    assert all(len(c["sha256"]) == 64 for c in meta["checkpoints"].values())
+    for model, draws in (("convnet", 1), ("shortrun", 3)):
+        clean = load_outcomes(run_dir, f"{model}__none__0")
+        adv = load_outcomes(run_dir, f"{model}__fgsm__0.1")
+        assert np.array_equal(adv["clean_pred"], clean["pred"])
+        assert adv["pred"].shape == adv["clean_pred"].shape == (draws, 20)
+        assert adv["adv_x"].dtype == np.float16 and len(adv["adv_x"]) == min(ADV_KEEP, 20)
+        assert np.all(adv["norm"] <= 0.1 + 1e-6)
+
+
+def test_quiet_silences_progress(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from robbench.cli import main
+
+    args = ["run", "--attack", "fgsm", "--eps", "0.1", "--n", "8", "--models", "convnet",
+            "--device", "cpu", "--out", str(tmp_path)]
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
