@@ -185,6 +185,17 @@ def _abbr(model: str) -> str:
     return {"convnet": "CN", "shortrun": "SR"}.get(model, model[:3])
 
 
+def _mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """Tile (rows * cols, C, H, W) images in [0, 1] into one picture with white gaps."""
+    _, c, h, w = images.shape
+    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.float32)
+    for k, img in enumerate(images[: rows * cols]):
+        r, q = divmod(k, cols)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        out[top : top + h, left : left + w] = np.transpose(img, (1, 2, 0))
+    return out[..., 0] if c == 1 else out
+
+
 def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
                  seed: int = 0) -> list[Path]:
     """An image grid of g(z), z ~ N(0, I), synthesised by the Short Run generator."""
@@ -192,12 +203,10 @@ def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
     with torch.no_grad():
         x = model.sample(n, generator=gen).cpu().numpy()
     side = int(np.ceil(np.sqrt(n)))
-    fig, axes = plt.subplots(side, side, figsize=(0.8 * side, 0.8 * side + 0.5), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k < n:
-            ax.imshow(_image(x[k]), cmap="gray", vmin=0, vmax=1)
-        ax.axis("off")
-    fig.suptitle(f"Short Run generator samples g(z), z ~ N(0, I) (n={n}, seed {seed})",
+    fig, ax = plt.subplots(figsize=(6, 6.3))
+    ax.imshow(_mosaic(x, side, side), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"Short Run generator samples g(z), z ~ N(0, I) (n={n}, seed {seed})",
                  fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir, "samples")
@@ -214,19 +223,20 @@ def plot_trajectory(model: torch.nn.Module, x: torch.Tensor, out_dir: str | Path
         frames = [model.generator(z.detach()).cpu().numpy() for z in trajectory]
     steps = len(frames) - 1
     cols = steps + 2
-    fig, axes = plt.subplots(len(x), cols, figsize=(0.75 * cols, 0.85 * len(x) + 0.6),
-                             squeeze=False)
-    for r in range(len(x)):
-        axes[r, 0].imshow(_image(x[r].cpu().numpy()), cmap="gray", vmin=0, vmax=1)
-        for k, frame in enumerate(frames):
-            axes[r, k + 1].imshow(_image(frame[r]), cmap="gray", vmin=0, vmax=1)
-    axes[0, 0].set_title("x", fontsize=8)
-    for k in range(steps + 1):
-        axes[0, k + 1].set_title(f"k={k}", fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"Langevin trajectory: g(z_k), k = 0..{steps}, one chain per test image x",
+    tiles = np.stack([x.cpu().numpy()] + frames, axis=1)  # (N, cols, C, H, W)
+    n, _, c, h, w = tiles.shape
+    fig, ax = plt.subplots(figsize=(0.5 * cols + 0.6, 0.55 * n + 1.0))
+    ax.imshow(_mosaic(tiles.reshape(n * cols, c, h, w), n, cols), cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    centres = [1 + q * (w + 1) + (w - 1) / 2 for q in range(cols)]
+    ax.set_xticks(centres, ["x"] + [str(k) for k in range(steps + 1)], fontsize=7)
+    ax.set_yticks([1 + r * (h + 1) + (h - 1) / 2 for r in range(n)],
+                  [f"test {r}" for r in range(n)], fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_xlabel("Langevin step k (first column: the test image x)")
+    ax.set_title(f"Langevin trajectory: g(z_k), k = 0..{steps}, one chain per test image",
                  fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir, "langevin_trajectory")

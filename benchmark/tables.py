@@ -198,5 +198,11 @@ def results_table(run_dirs: Sequence[str | Path], fmt: str = "md",
         passed = int((diag["status"] == "PASS").sum())
         failed = int((diag["status"] == "FAIL").sum())
         text += (f"\nDiagnostics (gradient masking): {passed} PASS, {failed} FAIL\n\n"
-                 + diag.astype(object).fillna("").to_markdown(index=False) + "\n")
+                 + _md_safe(diag).to_markdown(index=False) + "\n")
     return text
+
+
+def _md_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells for NaN and ``|`` escaped, so free text cannot break a Markdown table."""
+    return frame.astype(object).fillna("").map(
+        lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)

@@ -40,7 +40,11 @@ def test_a_failed_check_is_loud(tmp_path):
     assert "1 check(s) FAILED" in md
 
 
-def test_cli_diagnose_quick(tmp_path, capsys):
+def test_cli_diagnose_quick(tiny_convnet, tiny_shortrun, tmp_path, capsys, monkeypatch):
+    import robbench.models.registry as registry
+
+    tiny = {"convnet": tiny_convnet, "shortrun": tiny_shortrun}
+    monkeypatch.setattr(registry, "load_model", lambda name, *a, **k: (tiny[name], {}))
     rc = main(["diagnose", "--model", "shortrun", "--quick", "--n", "8", "--out",
                str(tmp_path / "d"), "--quiet", "--device", "cpu"])
     assert rc == 0

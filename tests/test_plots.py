@@ -51,7 +51,7 @@ def test_plot_writes_every_figure_as_png_and_svg(tiny_run: Path, tmp_path: Path,
     assert "adv. vs ConvNet" in examples and "adv. vs Short Run" in examples
     assert "perturbation" in examples
     trajectory = (out / "langevin_trajectory.svg").read_text()
-    assert "k=0" in trajectory and "k=20" in trajectory  # K = 20 for the shipped model
+    assert "k = 0..20" in trajectory and "Langevin step k" in trajectory  # shipped K = 20
 
 
 def test_plot_merges_runs_and_keeps_model_colours(tiny_run: Path, tmp_path: Path) -> None:

@@ -126,3 +126,7 @@ def test_quiet_silences_progress(tmp_path: Path, capsys: pytest.CaptureFixture) 
             "--device", "cpu", "--out", str(tmp_path)]
     assert main([*args, "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+    args[4] = "0.2"  # a new cell, so there is something to show
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "convnet fgsm eps=0.2" in err and "ex/s" in err  # a bar with its rate
