@@ -231,7 +231,7 @@ def run_diagnostics(
     ok = g_model[1] < 0.05 and g_model[2] > 0
     rows.append(_row("gradient not vanishing", "eot-pgd", f"{cfg.steps} steps, EOT {cfg.eot}",
                      e0, None, None, _pass(ok),
-                     f"median |grad| {g_model[0]:.3g} ({other} {g_other[0]:.3g}); zero grads "
+                     f"median abs grad {g_model[0]:.3g} ({other} {g_other[0]:.3g}); zero grads "
                      f"{g_model[1]:.0%}; loss rise/step {g_model[2]:.3g} ({other} "
                      f"{g_other[2]:.3g})"))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -35,25 +35,78 @@ class Generator(nn.Module):
         h = self.project(z).view(z.shape[0], 2 * self.w, self.s, self.s)
         return self.deconv(h)
 
-    def energy_grad(self, z: torch.Tensor, x: torch.Tensor, inv_var: float) -> torch.Tensor:
+    def dense_deconvs(self) -> list[torch.Tensor | None]:
+        """Each transposed convolution as a dense matrix where its maps are small, else None.
+
+        On an 8x8 image the maps are 2x2 -> 4x4 -> 8x8: the matrices hold at most a few
+        hundred thousand entries and one matmul beats the convolution kernel several times on a
+        CPU. Built from the weights (differentiably, so BPTT still trains them) once per chain.
+        """
+        out = []
+        size = self.s
+        for conv in (self.deconv[0], self.deconv[2]):
+            n_in = conv.in_channels * size * size
+            n_out = conv.out_channels * (2 * size) ** 2
+            if n_in * n_out > DENSE_MAX_ENTRIES:
+                out.append(None)
+            else:
+                basis = torch.eye(n_in, device=conv.weight.device, dtype=conv.weight.dtype)
+                basis = basis.view(n_in, conv.in_channels, size, size)
+                out.append(nn.functional.conv_transpose2d(basis, conv.weight, stride=2,
+                                                          padding=1).flatten(1))
+            size *= 2
+        return out
+
+    def energy_grad(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        inv_var: float,
+        dense: list[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         """grad_z of |z|^2/2 + inv_var |x - g(z)|^2 / 2, i.e. z + J_g(z)^T (g(z) - x) inv_var.
 
         The vector-Jacobian product is written out with first-order ops (a transposed
         convolution's adjoint is a convolution with the same weights), so differentiating the
-        chain needs one ordinary backward instead of autograd's double backward.
+        chain needs one ordinary backward instead of autograd's double backward. ``dense`` is
+        :meth:`dense_deconvs`, used in place of the transposed convolutions it holds.
         """
         linear, conv1, conv2 = self.project[0], self.deconv[0], self.deconv[2]
+        dense1, dense2 = dense if dense is not None else (None, None)
         a0 = linear(z)
-        h0 = self.project[1](a0).view(z.shape[0], 2 * self.w, self.s, self.s)
-        a1 = conv1(h0)
-        a2 = conv2(self.deconv[1](a1))
+        h0 = self.project[1](a0)
+        a1 = _deconv(conv1, h0, dense1, self.s)
+        a2 = _deconv(conv2, self.deconv[1](a1), dense2, 2 * self.s)
         image = torch.sigmoid(a2)
         d_a2 = (image - x) * inv_var * image * (1 - image)
-        d_a1 = nn.functional.conv2d(d_a2, conv2.weight, stride=2, padding=1)
-        d_a1 = d_a1 * activation_derivative(self.act, a1)
-        d_h0 = nn.functional.conv2d(d_a1, conv1.weight, stride=2, padding=1)
-        d_a0 = d_h0.flatten(1) * activation_derivative(self.act, a0)
+        d_a1 = _deconv_adjoint(conv2, d_a2, dense2) * activation_derivative(self.act, a1)
+        d_h0 = _deconv_adjoint(conv1, d_a1, dense1).flatten(1)
+        d_a0 = d_h0 * activation_derivative(self.act, a0)
         return z + d_a0 @ linear.weight
+
+
+DENSE_MAX_ENTRIES = 2**20
+
+
+def _deconv(
+    conv: nn.ConvTranspose2d, h: torch.Tensor, dense: torch.Tensor | None, size: int
+) -> torch.Tensor:
+    """conv(h) for h of spatial ``size`` (h may be flat), by the dense matrix if given."""
+    n = h.shape[0]
+    if dense is None:
+        return conv(h.reshape(n, conv.in_channels, size, size))
+    out = (h.reshape(n, -1) @ dense).view(n, conv.out_channels, 2 * size, 2 * size)
+    return out + conv.bias.view(1, -1, 1, 1)
+
+
+def _deconv_adjoint(
+    conv: nn.ConvTranspose2d, g: torch.Tensor, dense: torch.Tensor | None
+) -> torch.Tensor:
+    """The transpose of ``conv``'s linear map applied to g (a convolution, same weights)."""
+    if dense is None:
+        return nn.functional.conv2d(g, conv.weight, stride=2, padding=1)
+    size = g.shape[-1] // 2
+    return (g.flatten(1) @ dense.t()).view(g.shape[0], conv.in_channels, size, size)
 
 
 def draw_langevin_noise(
@@ -108,8 +161,10 @@ def langevin_infer(
         trajectory.append(z)
     if not reference and hasattr(generator, "energy_grad"):
         with torch.set_grad_enabled(differentiable):
+            dense = generator.dense_deconvs()
             for k in range(1, steps + 1):
-                z = z - step_size * generator.energy_grad(z, x, inv_var) + scale * noise[k]
+                grad = generator.energy_grad(z, x, inv_var, dense)
+                z = z - step_size * grad + scale * noise[k]
                 if trajectory is not None:
                     trajectory.append(z)
         return z

@@ -9,7 +9,9 @@ from robbench.datasets import load_digits
 from robbench.models.config import ModelConfig
 from robbench.models.registry import build_model, load_model
 
-torch.set_num_threads(2)
+# One intra-op thread: the test models are tiny, results do not depend on the machine's core
+# count, and spinning OpenMP threads are very slow on a busy 2-core machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -129,3 +129,14 @@ def test_fast_chain_matches_the_autograd_reference(digits):
                 nn.functional.cross_entropy(model(x.double()), y).backward()
             grads.append(torch.cat([p.grad.flatten() for p in model.generator.parameters()]))
         assert torch.allclose(grads[2], grads[3], rtol=1e-6, atol=1e-9), act
+
+
+def test_dense_deconvolutions_equal_the_convolutions(tiny_shortrun, digits):
+    g, x = tiny_shortrun.generator.double(), digits.x_test[:5].double()
+    z = torch.randn(5, 4, dtype=torch.float64)
+    dense = g.dense_deconvs()
+    assert all(d is not None for d in dense)
+    assert torch.allclose(g.energy_grad(z, x, 100.0, dense), g.energy_grad(z, x, 100.0),
+                          rtol=1e-10, atol=1e-10)
+    mnist = build_model(tiny_config("shortrun", image_size=28, width=32)).generator
+    assert mnist.dense_deconvs()[0] is None  # large maps stay convolutions

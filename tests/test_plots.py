@@ -10,19 +10,6 @@ from robbench.cli import main
 from robbench.plots import MODEL_COLORS, model_color, plot_accuracy_vs_eps
 from robbench.run_grid import RunConfig, execute
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
-    makes spinning OpenMP threads very slow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 KINDS = ("accuracy_vs_eps", "adversarial_examples", "samples", "langevin_trajectory")
 
 

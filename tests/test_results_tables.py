@@ -15,18 +15,6 @@ from robbench.run_grid import RunConfig, execute, read_summary, write_cell, writ
 from robbench.tables import WORST_CASE, results_frames, results_table, worst_case_frame
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
-    makes spinning OpenMP threads very slow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[list[int]]],
              labels: list[int]) -> Path:
     """A run directory with hand-made per-example predictions (R draws x N) per cell."""

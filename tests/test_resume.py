@@ -15,19 +15,6 @@ import pytest
 
 from robbench.run_grid import RunConfig, load_outcomes, read_cells
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and a busy 2-core machine
-    makes spinning OpenMP threads very slow."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ARGS = ["run", "--attack", "fgsm", "--eps", "0.1,0.2", "--n", "24", "--draws", "2",
         "--models", "convnet,shortrun", "--device", "cpu", "--quiet", "--batch-size", "8"]
 EXPECTED = {f"{m}__{a}__{e}" for m in ("convnet", "shortrun")

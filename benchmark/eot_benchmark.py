@@ -4,8 +4,8 @@ Both attack the Short Run classifier with the same M, steps, step size, examples
 of images, timed side by side in one process (alternating, best of --repeats). Writes
 results/perf/eot_<device>.json and .md.
 
-    python benchmarks/eot_benchmark.py                       # CPU: digits, n=200, M=8,16
-    python benchmarks/eot_benchmark.py --device cuda --dataset mnist --n 1000 --batch 250 --eot 16
+    python -m robbench.eot_benchmark                       # CPU: digits, n=200, M=8,16
+    python -m robbench.eot_benchmark --device cuda --dataset mnist --n 1000 --batch 250 --eot 16
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset, "untrained": args.untrained, "n": len(x), "batch": batch,
         "steps": args.steps, "eps": args.eps, "langevin_steps": model.config.langevin_steps,
         "repeats": args.repeats, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python benchmarks/eot_benchmark.py " + " ".join(argv or []),
+        "command": "python -m robbench.eot_benchmark " + " ".join(argv or []),
         "rows": rows,
     }
     out = Path(args.out)
