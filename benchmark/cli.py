@@ -1,4 +1,4 @@
-"""The ``robbench`` command line: run, train, list, table, plot, check, diagnose, synth."""
+"""The ``robbench`` command line: run, train, list, table, plot, check, diagnose, perf, readme."""
 
 from __future__ import annotations
 
