@@ -167,30 +167,24 @@ def run_diagnostics(
     e0 = cfg.eps_ref
     white: dict[str, tuple[float, float, float]] = {setting: sweep.get(e0) or pgd_eot(e0, cfg.steps,
                                                                                     cfg.eot)}
-    log(f"steps ladder {cfg.step_ladder}")
-    prev = None
-    for steps in cfg.step_ladder:
-        res = pgd_eot(e0, steps, 1)
-        label = f"{steps} steps, EOT 1"
-        white[label] = res
-        ok = prev is None or res[0] <= prev[2]
-        still = prev is not None and res[0] < prev[1]
-        rows.append(_row("convergence: steps", "eot-pgd", label, e0, res,
-                         None if prev is None else prev[0], _pass(ok),
-                         "still decreasing: fewer steps were not converged" if still else ""))
-        prev = res
-    log(f"EOT ladder {cfg.eot_ladder} ({cfg.eot_ladder_steps} steps)")
-    prev = None
-    for m in cfg.eot_ladder:
-        res = pgd_eot(e0, cfg.eot_ladder_steps, m)
-        label = f"{cfg.eot_ladder_steps} steps, EOT {m}"
-        white[label] = res
-        ok = prev is None or res[0] <= prev[2]
-        still = prev is not None and res[0] < prev[1]
-        rows.append(_row("convergence: EOT draws", "eot-pgd", label, e0, res,
-                         None if prev is None else prev[0], _pass(ok),
-                         "still decreasing: fewer draws were not converged" if still else ""))
-        prev = res
+    ladders = (
+        ("convergence: steps", "steps", [(k, 1) for k in cfg.step_ladder]),
+        ("convergence: EOT draws", "draws", [(cfg.eot_ladder_steps, m) for m in cfg.eot_ladder]),
+    )
+    for check, what, ladder in ladders:
+        log(f"{check} {ladder}")
+        prev = None
+        for steps, m in ladder:
+            res = pgd_eot(e0, steps, m)
+            label = f"{steps} steps, EOT {m}"
+            white[label] = res
+            ok = prev is None or res[0] <= prev[2]
+            still = prev is not None and res[0] < prev[1]
+            rows.append(_row(check, "eot-pgd", label, e0, res,
+                             None if prev is None else prev[0], _pass(ok),
+                             f"still decreasing: fewer {what} were not converged" if still
+                             else ""))
+            prev = res
 
     # 4. other attacks must not beat white-box EOT-PGD
     best_label = min(white, key=lambda k: white[k][0])

@@ -53,7 +53,7 @@ def card_path(weights: Path) -> Path:
 def save_checkpoint(model: nn.Module, spec: ModelSpec, path: Path, card: dict[str, Any]) -> Path:
     """Save weights to ``path`` (.safetensors) and the model card beside it (.json)."""
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
