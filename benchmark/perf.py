@@ -23,7 +23,7 @@ from robbench import __version__
 from robbench.attacks.pgd import pgd
 from robbench.models.config import ModelSpec
 from robbench.models.registry import build_model, default_spec, override_spec
-from robbench.models.training import _joint_loss
+from robbench.models.training import joint_loss
 
 
 @dataclass
@@ -109,7 +109,7 @@ def training_epoch_seconds(spec, settings, device, reference: bool) -> float:
 
     def epoch() -> None:
         for i in range(0, len(x), b):
-            loss, _ = _joint_loss(model, x[i : i + b], y[i : i + b], spec.train)
+            loss, _ = joint_loss(model, x[i : i + b], y[i : i + b], spec.train)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robbench.models.config import ModelSpec
+from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.shortrun import ShortRunClassifier
 
 
@@ -82,7 +82,7 @@ def train_model(
     elif t.objective == "joint":
         opt = torch.optim.Adam(model.parameters(), lr=t.lr)
         stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "joint (CE+recon, BPTT)", gen,
-                             device, quiet, _joint_loss, t)
+                             device, quiet, joint_loss, t)
     else:
         opt = torch.optim.Adam(model.generator.parameters(), lr=t.lr)
         stats["generative_loss"] = _fit(model, opt, x_pool, None, t.generative_epochs,
@@ -96,7 +96,7 @@ def train_model(
         model.generator.requires_grad_(True)
         opt = torch.optim.Adam(model.parameters(), lr=t.bptt_lr)
         stats["bptt_loss"] = _fit(model, opt, x_lab, y_lab, t.bptt_epochs, "stage 3 BPTT", gen,
-                                  device, quiet, _joint_loss, t)
+                                  device, quiet, joint_loss, t)
     model.eval()
     stats["train_seconds"] = time.perf_counter() - start
     return stats
@@ -118,7 +118,10 @@ def _discriminative_loss(model, x, y, cfg):
     return nn.functional.cross_entropy(logits, y), logits
 
 
-def _joint_loss(model, x, y, cfg):
+def joint_loss(
+    model: ShortRunClassifier, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy through the differentiable chain (BPTT), plus recon_weight x -log p(x|z)."""
     z = model.infer(x, differentiable=True)[:, 0]
     logits = model.head(z)
     loss = nn.functional.cross_entropy(logits, y)
