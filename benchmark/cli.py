@@ -1,4 +1,4 @@
-"""The ``robbench`` command line: run, train, list, table, plot, check, diagnose, perf, readme."""
+"""The ``robbench`` command line: run, train, list, table, plot, check, diagnose, synth, perf."""
 
 from __future__ import annotations
 
@@ -166,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--diagnostics", action="append", default=[], metavar="CSV",
                        help="a diagnostics.csv of `robbench diagnose` to merge (repeatable)")
     table.set_defaults(func=cmd_table)
+
+    synth = sub.add_parser("synth", help="Short Run samples, reconstructions, Fréchet distance")
+    synth.add_argument("--model", default="shortrun",
+                       help="the generative model (only shortrun synthesises)")
+    synth.add_argument("--n", type=positive_int, default=64, help="samples in the grid")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", default=None, help="directory (default results/<dataset>/synth)")
+    _add_common(synth)
+    synth.set_defaults(func=cmd_synth)
 
     perf = sub.add_parser("perf", help="time the fast path against the plain reference")
     perf.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -353,6 +362,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update:
         return regression_check.update(args.baseline, quiet=args.quiet)
     return regression_check.check(args.baseline, quiet=args.quiet)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from robbench.synthesis import synthesize
+
+    if args.model != "shortrun":
+        raise UsageError(f"model {args.model!r} cannot synthesise; allowed: shortrun")
+    out = Path(args.out) if args.out else Path("results") / args.dataset / "synth"
+    record = synthesize(args.dataset, out, n=args.n, seed=args.seed, data_dir=args.data_dir,
+                        device=resolve_device(args.device))
+    print(f"Fréchet distance on ConvNet features ({record['features']}), n={record['n']}:")
+    for key in ("fd_samples_vs_test", "fd_reconstructions_vs_test", "fd_train_vs_test"):
+        print(f"  {key[3:].replace('_', ' '):28s} {record[key]:.4f}")
+    print(f"written: {out}/" + ", ".join(record["files"]) + ", synthesis.json")
+    return 0
 
 
 def cmd_perf(args: argparse.Namespace) -> int:

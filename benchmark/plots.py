@@ -279,3 +279,22 @@ def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
         written += plot_samples(generative[0], out_dir)
         written += plot_trajectory(generative[0], data.x_test[:4], out_dir)
     return written
+
+
+def plot_reconstructions(model: torch.nn.Module, x: torch.Tensor, out_dir: str | Path,
+                         seed: int = 0) -> list[Path]:
+    """Test images (top rows) above their reconstructions g(z_K(x)) (bottom rows)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        recon = model.reconstruct(x).cpu().numpy()
+    cols = min(len(x), 16)
+    rows = int(np.ceil(len(x) / cols))
+    fig, axes = plt.subplots(2, 1, figsize=(cols * 0.5 + 1, rows * 1.1 + 1.2))
+    for ax, images, title in ((axes[0], x.cpu().numpy(), "test images x"),
+                              (axes[1], recon, "reconstructions g(z_K(x)), one Langevin chain")):
+        ax.imshow(_mosaic(images, rows, cols), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.axis("off")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), "reconstructions")
