@@ -167,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a diagnostics.csv of `robbench diagnose` to merge (repeatable)")
     table.set_defaults(func=cmd_table)
 
+    unl = sub.add_parser("unlabelled", help="claim 2: N labels, M unlabelled images")
+    unl.add_argument("--labels", default="100", help="comma-separated label budgets N")
+    unl.add_argument("--unlabelled", default="100,all",
+                     help="comma-separated generative-stage sizes M ('all' = training set)")
+    unl.add_argument("--n", type=positive_int, default=None, help="test examples")
+    unl.add_argument("--eps", type=nonnegative_float, default=0.1)
+    unl.add_argument("--out", default=None, help="directory (default results/<dataset>)")
+    _add_common(unl)
+    unl.set_defaults(func=cmd_unlabelled)
+
     synth = sub.add_parser("synth", help="Short Run samples, reconstructions, Fréchet distance")
     synth.add_argument("--model", default="shortrun",
                        help="the generative model (only shortrun synthesises)")
@@ -362,6 +372,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update:
         return regression_check.update(args.baseline, quiet=args.quiet)
     return regression_check.check(args.baseline, quiet=args.quiet)
+
+
+def _sizes(text: str, what: str) -> list[int | None]:
+    sizes: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            sizes.append(None)
+        elif part.isdigit() and int(part) > 0:
+            sizes.append(int(part))
+        else:
+            raise UsageError(f"{what} {part!r} is not a positive integer or 'all'")
+    return sizes
+
+
+def cmd_unlabelled(args: argparse.Namespace) -> int:
+    from robbench.unlabelled import unlabelled_study, write_study
+
+    labels = _sizes(args.labels, "labels")
+    if None in labels:
+        raise UsageError("labels 'all' is not a label budget; give positive integers")
+    frame = unlabelled_study(args.dataset, labels, _sizes(args.unlabelled, "unlabelled"),
+                             n_eval=args.n, eps=args.eps, data_dir=args.data_dir,
+                             device=resolve_device(args.device), quiet=args.quiet)
+    out = Path(args.out) if args.out else Path("results") / args.dataset
+    path = write_study(frame, out, "robbench " + " ".join(sys.argv[1:]))
+    print(path.read_text(), end="")
+    return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -142,7 +142,9 @@ def train_and_save(
         "command": command,
     }
     save_checkpoint(model, spec, path, card)
-    return model.eval(), {**card, "path": str(path)}
+    from robbench.models.checkpoint_io import read_card
+
+    return model.eval(), {**read_card(path), "path": str(path)}
 
 
 def load_model(

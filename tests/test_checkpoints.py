@@ -86,6 +86,7 @@ def test_overridden_spec_is_trained_and_cached(tmp_path, monkeypatch):
     cached = find_checkpoint(spec)
     assert cached is not None and cached.parent == tmp_path
     assert 0.0 <= card["clean_test_accuracy"] <= 1.0
+    assert len(card["sha256"]) == 64 and card["spec"]["model"]["width"] == 4
 
 
 def test_unknown_settings_are_rejected():

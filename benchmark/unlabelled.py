@@ -1,0 +1,96 @@
+"""Claim 2: does unlabelled data help? Train on N labels with M images for the generative stage.
+
+For each N, a ConvNet trained on the same N labels is the baseline. Classification stages run
+on the N labelled images with their epochs scaled by (training images / N), so every model
+takes about as many optimiser steps as the full-data default; the generative stage sees M.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from robbench.attacks.registry import craft
+from robbench.datasets import load_dataset
+from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+from robbench.models.registry import default_spec, load_model, override_spec
+from robbench.synthesis import convnet_features, frechet_distance
+
+
+def scaled_spec(model: str, dataset: str, labels: int, unlabelled: int | None, train_size: int,
+                **overrides: Any):
+    """The default spec on ``labels`` labelled images, with label-stage epochs scaled up."""
+    spec = default_spec(model, dataset)
+    scale = max(1, round(train_size / labels))
+    t = spec.train
+    epochs = ({"epochs": t.epochs * scale} if model == "convnet" else
+              {"discriminative_epochs": t.discriminative_epochs * scale,
+               "bptt_epochs": t.bptt_epochs * scale, "unlabelled": unlabelled})
+    return override_spec(spec, labels=labels, **{**epochs, **overrides})
+
+
+def _accuracy(model, x, y, draws: int) -> tuple[float, float, float]:
+    _, acc = robust_accuracy(predict_draws(model, x, draws), y)
+    low, high = wilson_interval(acc * len(y), len(y))
+    return acc, low, high
+
+
+def unlabelled_study(
+    dataset: str,
+    labels: Sequence[int],
+    unlabelled: Sequence[int | None],
+    *,
+    n_eval: int | None = None,
+    eps: float = 0.1,
+    draws: int = 10,
+    seed: int = 0,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per model: clean and PGD robust accuracy, and the samples' Fréchet distance."""
+    data = load_dataset(dataset, data_dir)
+    n = len(data.x_test) if n_eval is None else min(n_eval, len(data.x_test))
+    x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
+    features, _ = load_model("convnet", dataset, device=device, quiet=True)
+    test_features = convnet_features(features, data.x_test)
+    rows = []
+    for n_labels in labels:
+        runs = [("convnet", None)] + [("shortrun", m) for m in unlabelled]
+        for name, m in runs:
+            if m is not None and m < n_labels:
+                continue
+            spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), **(overrides or {}))
+            model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet)
+            torch.manual_seed(seed)
+            clean = _accuracy(model, x.cpu(), y.cpu(), draws)
+            x_adv = craft("pgd", model, x, y, [eps])[eps]
+            robust = _accuracy(model, x_adv.cpu(), y.cpu(), draws)
+            fd = None
+            if name == "shortrun":
+                gen = torch.Generator(device=device).manual_seed(seed)
+                with torch.no_grad():
+                    samples = model.sample(len(data.x_test), generator=gen)
+                fd = frechet_distance(convnet_features(features, samples), test_features)
+            rows.append({"model": name, "labels": n_labels,
+                         "unlabelled": "-" if name == "convnet" else (m or len(data.x_train)),
+                         "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",
+                         f"pgd_{eps:g}": robust[0], "pgd_ci": f"[{robust[1]:.3f}, {robust[2]:.3f}]",
+                         "frechet_distance": fd, "train_seconds": card["train_seconds"],
+                         "sha256": card["sha256"][:12]})
+    return pd.DataFrame(rows)
+
+
+def write_study(frame: pd.DataFrame, out_dir: str | Path, command: str) -> Path:
+    from robbench.models.checkpoint_io import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    atomic_write_bytes(out_dir / "unlabelled.csv", frame.to_csv(index=False).encode())
+    text = (f"`{command}`\n\n" + frame.to_markdown(index=False, floatfmt=".3f") + "\n")
+    atomic_write_bytes(out_dir / "unlabelled.md", text.encode())
+    return out_dir / "unlabelled.md"
