@@ -128,10 +128,10 @@ def effective_params(spec: AttackSpec, model: nn.Module, params: dict[str, Any])
 
 
 def backend_label(spec: AttackSpec, backend: str, params: dict[str, Any]) -> str:
-    """The library that actually ran: robbench's engine replaces torchattacks for EOT/restarts."""
-    if backend == "torchattacks" and (spec.backends[backend] in ENGINE_FNS
-                                      or (spec.name in ("fgsm", "pgd", "pgd-l2")
-                                          and ta.uses_eot_engine(params))):
+    """The library that actually ran with these (effective) params: robbench's engine replaces
+    torchattacks for EOT, restarts and the margin loss."""
+    fn = spec.backends[backend]
+    if fn in ENGINE_FNS or (fn in ta.ENGINE_WHEN_EOT and ta.uses_eot_engine(params)):
         return "robbench"
     return backend
 

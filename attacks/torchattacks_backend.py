@@ -61,6 +61,10 @@ def pgd_l2(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     ]
 
 
+# Craft functions that hand over to robbench's engine when ``uses_eot_engine(params)``.
+ENGINE_WHEN_EOT = (fgsm, pgd_linf, pgd_l2)
+
+
 def within_budget(x, x_adv, eps_list, norm) -> list[torch.Tensor]:
     """Minimal-perturbation attacks: keep x_adv where its norm is within eps, else the clean x."""
     norms = perturbation_norms(x, x_adv, norm)

@@ -31,6 +31,7 @@ from robbench.attacks.registry import (
     backend_label,
     check_settings,
     craft,
+    effective_params,
     get_attack,
     params_for,
 )
@@ -207,8 +208,9 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
         bar.update(len(xb))
     bar.close()
     craft_seconds = (time.perf_counter() - start) / len(eps_list)
-    label = backend_label(spec, config.backend, params)
-    eot = params.get("eot", 1) if getattr(model, "stochastic", False) else 1
+    ran = effective_params(spec, model, params)
+    label = backend_label(spec, config.backend, ran)
+    eot = ran.get("eot", 1)
     for e in eps_list:
         key = cell_id(common["model"], attack, e)
         torch.manual_seed(cell_seed(config.seed, key))

@@ -60,3 +60,13 @@ def test_list_shows_checkpoints_and_attacks(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "digits-shortrun.safetensors" in out and "pgd-l2" in out
+
+
+def test_rows_record_the_backend_and_eot_that_actually_ran(tmp_path):
+    assert main(["run", "--attack", "pgd", "--eot", "3", "--steps", "2", "--n", "8",
+                 "--draws", "2", "--eps", "0.1", "--quiet", "--out", str(tmp_path)]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = pd.read_csv(run_dir / "summary.csv").set_index(["model", "attack"])
+    # EOT is meaningless for the deterministic ConvNet: torchattacks' PGD ran, one draw.
+    assert rows.loc[("convnet", "pgd"), ["backend", "eot"]].tolist() == ["torchattacks", 1]
+    assert rows.loc[("shortrun", "pgd"), ["backend", "eot"]].tolist() == ["robbench", 3]
