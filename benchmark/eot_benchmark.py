@@ -20,7 +20,9 @@ import torch
 import torchattacks
 
 from robbench.attacks.pgd import pgd
+from robbench.cli import resolve_device
 from robbench.models.checkpoint_io import atomic_write_bytes
+from robbench.perf import synchronize
 
 
 def load_shortrun(dataset: str, device: str, untrained: bool) -> torch.nn.Module:
@@ -45,17 +47,12 @@ def images(dataset: str, n: int, size: int, data_dir: str | None) -> tuple[torch
         return torch.rand(n, 1, size, size), torch.randint(0, 10, (n,))
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_attack(fn, x, y, batch: int, device: str) -> float:
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for i in range(0, len(x), batch):
         fn(x[i : i + batch].to(device), y[i : i + batch].to(device))
-    sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -76,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/perf")
     args = p.parse_args(argv)
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
-        else args.device
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_shortrun(args.dataset, device, args.untrained)

@@ -49,20 +49,21 @@ class PerfSettings:
                    scaling_examples=64)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued GPU work, so wall-clock timings measure it."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
     """Best wall time of ``repeats`` calls after one warm-up call (seconds)."""
     fn()
-    _sync(device)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
 
