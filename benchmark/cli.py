@@ -297,13 +297,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from robbench.models.config import ModelConfig, TrainConfig
     from robbench.models.registry import cached_path, default_spec, override_spec, train_and_save
 
-    keys = ("objective", "epochs", "generative_epochs", "discriminative_epochs", "bptt_epochs",
-            "lr", "bptt_lr", "batch_size", "recon_weight", "seed", "labels", "unlabelled",
-            "width", "latent", "langevin_steps", "step_size", "sigma")
+    fields = {f.name for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
     spec = override_spec(default_spec(args.model, args.dataset),
-                         **{k: getattr(args, k) for k in keys})
+                         **{k: v for k, v in vars(args).items() if k in fields})
     path = Path(args.out) if args.out else cached_path(spec)
     command = "robbench " + " ".join(sys.argv[1:])
     _, card = train_and_save(spec, path, data_dir=args.data_dir, device=resolve_device(args.device),

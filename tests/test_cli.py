@@ -70,3 +70,17 @@ def test_rows_record_the_backend_and_eot_that_actually_ran(tmp_path):
     # EOT is meaningless for the deterministic ConvNet: torchattacks' PGD ran, one draw.
     assert rows.loc[("convnet", "pgd"), ["backend", "eot"]].tolist() == ["torchattacks", 1]
     assert rows.loc[("shortrun", "pgd"), ["backend", "eot"]].tolist() == ["robbench", 3]
+
+
+def test_train_applies_every_given_setting(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--model", "shortrun", "--objective", "joint", "--epochs", "1",
+                 "--width", "4", "--latent", "4", "--langevin-steps", "2", "--sigma", "0.2",
+                 "--labels", "50", "--quiet", "--out", str(out)]) == 0
+    spec = json.loads(out.with_suffix(".json").read_text())["spec"]
+    assert spec["model"]["width"] == 4 and spec["model"]["langevin_steps"] == 2
+    assert spec["model"]["sigma"] == 0.2 and spec["train"]["labels"] == 50
+    assert spec["train"]["objective"] == "joint" and spec["train"]["epochs"] == 1
+    assert "clean test accuracy" in capsys.readouterr().out
