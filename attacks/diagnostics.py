@@ -118,7 +118,8 @@ def run_diagnostics(
     models = dict(models or {})
     for name in MODEL_NAMES:
         if name not in models:
-            models[name], _ = load_model(name, dataset, device=device, quiet=True)
+            models[name], _ = load_model(name, dataset, device=device, quiet=True,
+                                         data_dir=data_dir)
     model = models[model_name].eval()
     other = "convnet" if model_name != "convnet" else "shortrun"
     rows: list[dict] = []
@@ -259,3 +260,28 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, meta: dict | None = N
 
 def config_dict(cfg: DiagnoseConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def diagnose_and_report(
+    model: str,
+    dataset: str,
+    out_dir: str | Path,
+    *,
+    config: DiagnoseConfig | None = None,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    quiet: bool = False,
+) -> tuple[pd.DataFrame, float]:
+    """Run the checklist on ``model`` and write its report to ``out_dir``; (frame, seconds)."""
+    from robbench import __version__
+
+    cfg = config or DiagnoseConfig()
+    start = time.perf_counter()
+    frame = run_diagnostics(model, dataset, config=cfg, device=device, data_dir=data_dir,
+                            quiet=quiet)
+    seconds = time.perf_counter() - start
+    meta = {"model": model, "dataset": dataset, "device": device, "seconds": f"{seconds:.0f}",
+            "robbench": __version__,
+            "settings": ", ".join(f"{k}={v}" for k, v in config_dict(cfg).items())}
+    write_report(frame, out_dir, meta)
+    return frame, seconds

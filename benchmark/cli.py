@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,6 +49,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers (e.g. 140,80)"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} must be integers >= 1")
+    return values
+
+
 def nonnegative_float(text: str) -> float:
     try:
         value = float(text)
@@ -79,6 +91,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_preset(p: argparse.ArgumentParser) -> None:
+    from robbench.presets import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="thesis: SVHN with the thesis's models, Ranger training, 10k labels, "
+                        "FGSM at eps 0.01-0.06 on its [-1, 1] scale, 1,000 test images")
+    p.set_defaults(preset_parser=p)
+
+
 def _add_attack_settings(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack settings (override the attack's defaults)")
     g.add_argument("--steps", type=positive_int)
@@ -99,7 +120,7 @@ ATTACK_SETTINGS = ("steps", "step_size", "eot", "restarts", "loss", "random_star
 
 def build_parser() -> argparse.ArgumentParser:
     from robbench.attacks.registry import BACKENDS
-    from robbench.models.config import MODEL_NAMES, OBJECTIVES
+    from robbench.models.config import ACTIVATIONS, MODEL_NAMES, OBJECTIVES, OPTIMIZERS
     from robbench.tables import FORMATS
 
     parser = argparse.ArgumentParser(
@@ -127,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="explicit run directory instead of OUT/<run id> (resumable too)")
     run.add_argument("--resume", default=None, metavar="RUN_ID",
                      help="continue the run RUN_ID under --out with its saved arguments")
+    _add_preset(run)
     _add_common(run)
     _add_attack_settings(run)
     run.set_defaults(func=cmd_run)
@@ -151,7 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--langevin-steps", type=positive_int, dest="langevin_steps")
     train.add_argument("--step-size", type=nonnegative_float, dest="step_size")
     train.add_argument("--sigma", type=nonnegative_float)
+    train.add_argument("--activation", choices=ACTIVATIONS)
+    train.add_argument("--head-hidden", type=int_tuple, dest="head_hidden",
+                       help="hidden widths of the classifier head, e.g. 64 or 140,80 ('' = linear)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--anneal-from", type=nonnegative_float, dest="anneal_from",
+                       help="fraction of each stage after which the lr decays on a cosine "
+                            "(1 = constant)")
     train.add_argument("--out", default=None, help="checkpoint path (default: the cache)")
+    _add_preset(train)
     _add_common(train)
     train.set_defaults(func=cmd_train)
 
@@ -185,6 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", default=None, help="directory (default results/<dataset>/synth)")
     _add_common(synth)
     synth.set_defaults(func=cmd_synth)
+
+    head = sub.add_parser("headline", help="the full benchmark of a dataset: every attack, "
+                          "diagnostics, table and figures into one results directory")
+    head.add_argument("--n", type=positive_int, default=None, help="test examples (default all)")
+    head.add_argument("--n-eot", type=positive_int, default=1000, dest="n_eot",
+                      help="test examples for EOT-PGD, APGD, AutoAttack-rand and Square")
+    head.add_argument("--draws", type=positive_int, default=10,
+                      help="fresh forward passes R per example for the stochastic model")
+    head.add_argument("--eot", type=positive_int, default=16, help="EOT-PGD noise draws M")
+    head.add_argument("--attacks", default=None,
+                      help="comma-separated subset of the headline attacks (default all)")
+    head.add_argument("--diagnostics-n", type=positive_int, default=100, dest="diagnostics_n")
+    head.add_argument("--no-diagnostics", dest="diagnostics", action="store_false")
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size")
+    head.add_argument("--out", default=None, help="directory (default results/<dataset>)")
+    _add_common(head)
+    head.set_defaults(func=cmd_headline)
 
     perf = sub.add_parser("perf", help="time the fast path against the plain reference")
     perf.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -262,26 +310,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _diagnose(model: str, dataset: str, n: int | None, quick: bool, seed: int, out: Path,
               device: str, data_dir: str | None, quiet: bool) -> int:
-    from robbench.attacks.diagnostics import (
-        DiagnoseConfig,
-        config_dict,
-        format_table,
-        run_diagnostics,
-        write_report,
-    )
+    from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report, format_table
 
     cfg = DiagnoseConfig.quick() if quick else DiagnoseConfig()
     cfg.seed = seed
     if n is not None:
         cfg.n = n
-    start = time.perf_counter()
-    frame = run_diagnostics(model, dataset, config=cfg, device=device, data_dir=data_dir,
-                            quiet=quiet)
-    seconds = time.perf_counter() - start
-    meta = {"model": model, "dataset": dataset, "device": device, "seconds": f"{seconds:.0f}",
-            "robbench": __version__,
-            "settings": ", ".join(f"{k}={v}" for k, v in config_dict(cfg).items())}
-    write_report(frame, out, meta)
+    frame, seconds = diagnose_and_report(model, dataset, out, config=cfg, device=device,
+                                         data_dir=data_dir, quiet=quiet)
     print(format_table(frame), end="")
     failed = int((frame["status"] == "FAIL").sum())
     print(f"\n{'FAILED: ' + str(failed) + ' check(s)' if failed else 'all checks passed'} "
@@ -306,7 +342,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = override_spec(default_spec(args.model, args.dataset),
                          **{k: v for k, v in vars(args).items() if k in fields})
     path = Path(args.out) if args.out else cached_path(spec)
-    command = "robbench " + " ".join(sys.argv[1:])
+    command = args.command_line
     _, card = train_and_save(spec, path, data_dir=args.data_dir, device=resolve_device(args.device),
                              quiet=args.quiet, command=command)
     print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
@@ -367,6 +403,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_headline(args: argparse.Namespace) -> int:
+    from robbench.attacks.diagnostics import DiagnoseConfig
+    from robbench.headline import HEADLINE_NAMES, HeadlineConfig, run_headline
+
+    diagnose = DiagnoseConfig(n=args.diagnostics_n, seed=args.seed) if args.diagnostics else None
+    cfg = HeadlineConfig(dataset=args.dataset, n=args.n, n_eot=args.n_eot, draws=args.draws,
+                         eot=args.eot, seed=args.seed, diagnostics=diagnose)
+    if args.attacks:
+        cfg.attacks = tuple(parse_names(args.attacks, HEADLINE_NAMES, "headline attack"))
+    out = Path(args.out) if args.out else Path("results") / args.dataset
+    record = run_headline(cfg, out, device=resolve_device(args.device), data_dir=args.data_dir,
+                          batch_size=args.batch_size, quiet=args.quiet)
+    print((out / "table.md").read_text(), end="")
+    total = sum(record["seconds"].values())
+    print(f"\nheadline of {args.dataset} in {total:.0f} s; written: {out}/table.md, table.csv, "
+          f"figures/, runs/, headline.json")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from robbench import regression_check
 
@@ -398,7 +453,7 @@ def cmd_unlabelled(args: argparse.Namespace) -> int:
                              n_eval=args.n, eps=args.eps, data_dir=args.data_dir,
                              device=resolve_device(args.device), quiet=args.quiet)
     out = Path(args.out) if args.out else Path("results") / args.dataset
-    path = write_study(frame, out, "robbench " + " ".join(sys.argv[1:]))
+    path = write_study(frame, out, args.command_line)
     print(path.read_text(), end="")
     return 0
 
@@ -441,11 +496,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from robbench.attacks.threat_model import ThreatModelViolation
     from robbench.datasets import DataNotFoundError
     from robbench.models.checkpoint_io import CheckpointError
+    from robbench.presets import apply_preset
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "robbench " + shlex.join(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        apply_preset(args)
         return func(args)
     except (UsageError, ValueError, FileNotFoundError, DataNotFoundError, CheckpointError) as exc:
         print(f"robbench: error: {exc}", file=sys.stderr)

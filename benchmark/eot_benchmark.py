@@ -25,14 +25,16 @@ from robbench.models.checkpoint_io import atomic_write_bytes
 from robbench.perf import synchronize
 
 
-def load_shortrun(dataset: str, device: str, untrained: bool) -> torch.nn.Module:
+def load_shortrun(
+    dataset: str, device: str, untrained: bool, data_dir: str | None = None
+) -> torch.nn.Module:
     """The shipped/cached Short Run model, or an untrained one of the dataset's size (timing)."""
     from robbench.models.registry import build_model, default_spec, load_model
 
     if untrained:
         torch.manual_seed(0)
         return build_model(default_spec("shortrun", dataset).model).to(device).eval()
-    return load_model("shortrun", dataset, device=device, quiet=True)[0].eval()
+    return load_model("shortrun", dataset, device=device, quiet=True, data_dir=data_dir)[0].eval()
 
 
 def images(dataset: str, n: int, size: int, data_dir: str | None) -> tuple[torch.Tensor, ...]:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_shortrun(args.dataset, device, args.untrained)
+    model = load_shortrun(args.dataset, device, args.untrained, args.data_dir)
     size = model.config.image_size
     x, y = images(args.dataset, args.n, size, args.data_dir)
     batch = args.batch or len(x)

@@ -266,7 +266,7 @@ def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
     dataset, names = meta["config"]["dataset"], meta["config"]["models"]
     models = {}
     for name in names:
-        models[name], card = load_model(name, dataset, quiet=quiet)
+        models[name], card = load_model(name, dataset, quiet=quiet, data_dir=data_dir)
         pinned = meta.get("checkpoints", {}).get(name, {}).get("sha256")
         if pinned and card.get("sha256") != pinned:
             print(f"robbench: warning: {name} checkpoint differs from the one run {first.name} "

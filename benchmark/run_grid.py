@@ -135,7 +135,8 @@ def execute(
     x, y = data.x_test[:n], data.y_test[:n]
     models, cards = {}, {}
     for name in config.models:
-        models[name], cards[name] = load_model(name, config.dataset, device=device, quiet=quiet)
+        models[name], cards[name] = load_model(name, config.dataset, device=device, quiet=quiet,
+                                                data_dir=data_dir)
     cells_dir = run_dir / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     companions = dict(models)  # source models of transfer attacks (the other model)
@@ -145,7 +146,7 @@ def execute(
         for name in MODEL_NAMES:
             if name not in companions:
                 companions[name], _ = load_model(name, config.dataset, device=device,
-                                                 quiet=quiet)
+                                                 quiet=quiet, data_dir=data_dir)
     done = {p.stem for p in cells_dir.glob("*.json")}
     meta = {
         "run_id": config.run_id(),

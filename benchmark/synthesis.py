@@ -48,8 +48,9 @@ def synthesize(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(dataset, data_dir)
-    model, card = load_model("shortrun", dataset, device=device, quiet=True)
-    convnet, convnet_card = load_model("convnet", dataset, device=device, quiet=True)
+    model, card = load_model("shortrun", dataset, device=device, quiet=True, data_dir=data_dir)
+    convnet, convnet_card = load_model("convnet", dataset, device=device, quiet=True,
+                                         data_dir=data_dir)
     files = plot_samples(model, out_dir, n=n, seed=seed)
     files += plot_reconstructions(model, data.x_test[:32].to(device), out_dir, seed=seed)
     m = len(data.x_test)

@@ -19,14 +19,24 @@ def format_accuracy(row: pd.Series) -> str:
     return f"{100 * row['accuracy']:.1f}% [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
 
 
+def _per_model(values: pd.Series) -> str:
+    distinct = list(dict.fromkeys(int(v) for v in values))
+    return str(distinct[0]) if len(distinct) == 1 else "/".join(str(int(v)) for v in values)
+
+
 def comparison_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, attack, norm, eps, steps, eot), one column per model."""
+    """One row per (dataset, attack, norm, eps, steps, eot, n), one column per model.
+
+    Where the models ran different EOT sample counts (a deterministic model always runs one),
+    ``eot`` lists them in column order, e.g. ``1/16``.
+    """
     if summary.empty:
         return pd.DataFrame()
-    frame = summary.copy()
+    frame = summary.sort_values("model").copy()
     frame["cell"] = frame.apply(format_accuracy, axis=1)
-    frame["eot"] = frame.groupby(["dataset", "attack", "eps"])["eot"].transform("max")
-    index = ["dataset", "attack", "norm", "eps", "steps", "eot"]
+    frame["eot"] = frame.groupby(["dataset", "attack", "eps", "steps", "n"])["eot"].transform(
+        _per_model)
+    index = ["dataset", "attack", "norm", "eps", "steps", "eot", "n"]
     wide = frame.pivot_table(index=index, columns="model", values="cell", aggfunc="first")
     wide = wide.reset_index()
     wide.columns.name = None
@@ -154,7 +164,7 @@ def results_frames(run_dirs: Sequence[str | Path],
     worst = worst_case_frame(run_dirs)
     if not worst.empty and not wide.empty:
         worst["cell"] = worst.apply(format_accuracy, axis=1)
-        wrows = worst.pivot_table(index=["dataset", "norm", "eps"], columns="model",
+        wrows = worst.pivot_table(index=["dataset", "norm", "eps", "n"], columns="model",
                                   values="cell", aggfunc="first").reset_index()
         wrows.columns.name = None
         wrows.insert(1, "attack", WORST_CASE)

@@ -57,7 +57,8 @@ def unlabelled_study(
     data = load_dataset(dataset, data_dir)
     n = len(data.x_test) if n_eval is None else min(n_eval, len(data.x_test))
     x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
-    features, _ = load_model("convnet", dataset, device=device, quiet=True)
+    features, _ = load_model("convnet", dataset, device=device, quiet=True,
+                              data_dir=data_dir)
     test_features = convnet_features(features, data.x_test)
     rows = []
     for n_labels in labels:
@@ -66,7 +67,8 @@ def unlabelled_study(
             if m is not None and m < n_labels:
                 continue
             spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), **(overrides or {}))
-            model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet)
+            model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet,
+                                     data_dir=data_dir)
             torch.manual_seed(seed)
             clean = _accuracy(model, x.cpu(), y.cpu(), draws)
             x_adv = craft("pgd", model, x, y, [eps])[eps]

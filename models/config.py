@@ -12,6 +12,9 @@ MODEL_NAMES = ("convnet", "shortrun")
 COMBINE_MODES = ("mean_logits", "mean_z", "vote")
 OBJECTIVES = ("stages", "joint")
 ACTIVATIONS = ("leaky_relu", "mish")
+ARCHITECTURES = ("mirror", "thesis")
+OPTIMIZERS = ("adam", "ranger")
+THESIS_IMAGE_SIZE = 28
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,20 @@ class ModelConfig:
     sigma: float = 0.1
     n_chains: int = 1
     combine: str = "mean_logits"
+    arch: str = "mirror"
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
             raise ValueError(f"model {self.name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(
+                f"arch {self.arch!r} is unknown; allowed: {', '.join(ARCHITECTURES)}"
+            )
+        if self.arch == "thesis" and self.image_size != THESIS_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size {self.image_size} does not fit the thesis architecture; "
+                f"allowed: {THESIS_IMAGE_SIZE}"
+            )
         if self.image_size % 4:
             raise ValueError(f"image_size {self.image_size} must be divisible by 4")
         if self.combine not in COMBINE_MODES:
@@ -57,7 +70,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings. ``objective='stages'`` is the thesis's three stages."""
+    """Optimisation settings. ``objective='stages'`` is the thesis's three stages.
+
+    The learning rate of each stage stays constant for its first ``anneal_from`` fraction of
+    steps and then decays to zero on a cosine (the thesis anneals after 75%; 1.0 never anneals).
+    """
 
     objective: str = "stages"
     epochs: int = 30
@@ -71,12 +88,20 @@ class TrainConfig:
     seed: int = 0
     labels: int | None = None
     unlabelled: int | None = None
+    optimizer: str = "adam"
+    anneal_from: float = 1.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(
                 f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer {self.optimizer!r} is unknown; allowed: {', '.join(OPTIMIZERS)}"
+            )
+        if not 0.0 <= self.anneal_from <= 1.0:
+            raise ValueError(f"anneal_from {self.anneal_from} must lie in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.latent = config.latent
         c, w, self.s = config.channels, config.width, config.image_size // 4
         self.w = w
         self.act = config.activation
@@ -86,6 +87,50 @@ class Generator(nn.Module):
 
 
 DENSE_MAX_ENTRIES = 2**20
+
+
+class ThesisGenerator(nn.Module):
+    """The thesis's g(z) (nf = width): z as a 1x1 map, ConvT 3x3 (2nf, 3x3), ConvT 4x4/2
+    (2nf, 7x7), ConvT 4x4/2 (nf, 14x14), ConvT 4x4/2 (channels, 28x28), sigmoid."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        nf, self.latent, self.act = config.width, config.latent, config.activation
+        self.layers = nn.ModuleList([
+            nn.ConvTranspose2d(config.latent, 2 * nf, 3, 1, 0),
+            nn.ConvTranspose2d(2 * nf, 2 * nf, 4, 2, 1, output_padding=1),
+            nn.ConvTranspose2d(2 * nf, nf, 4, 2, 1),
+            nn.ConvTranspose2d(nf, config.channels, 4, 2, 1),
+        ])
+        self.activation = activation(config.activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z.view(z.shape[0], self.latent, 1, 1)
+        for conv in self.layers[:-1]:
+            h = self.activation(conv(h))
+        return torch.sigmoid(self.layers[-1](h))
+
+    def dense_deconvs(self) -> None:
+        """The maps are too large for dense matrices to pay; kept for ``langevin_infer``."""
+        return None
+
+    def energy_grad(
+        self, z: torch.Tensor, x: torch.Tensor, inv_var: float, dense: None = None
+    ) -> torch.Tensor:
+        """grad_z of |z|^2/2 + inv_var |x - g(z)|^2 / 2, written with first-order ops only."""
+        h = z.view(z.shape[0], self.latent, 1, 1)
+        pre = []
+        for conv in self.layers[:-1]:
+            pre.append(conv(h))
+            h = self.activation(pre[-1])
+        image = torch.sigmoid(self.layers[-1](h))
+        g = (image - x) * inv_var * image * (1 - image)
+        for i in range(len(self.layers) - 1, -1, -1):
+            conv = self.layers[i]
+            g = nn.functional.conv2d(g, conv.weight, stride=conv.stride, padding=conv.padding)
+            if i > 0:
+                g = g * activation_derivative(self.act, pre[i - 1])
+        return z + g.flatten(1)
 
 
 def _deconv(
@@ -186,6 +231,8 @@ def langevin_infer(
 
 
 def _latent_size(generator: nn.Module) -> int:
+    if hasattr(generator, "latent"):
+        return generator.latent
     first = next(m for m in generator.modules() if isinstance(m, nn.Linear))
     return first.in_features
 
@@ -203,7 +250,7 @@ class ShortRunClassifier(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.generator = Generator(config)
+        self.generator = ThesisGenerator(config) if config.arch == "thesis" else Generator(config)
         self.head = classifier_head(
             config.latent, config.head_hidden, config.classes, config.activation
         )

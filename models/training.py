@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -17,6 +18,23 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
     perm = torch.randperm(n, generator=gen)
     for i in range(0, n, batch_size):
         yield perm[i : i + batch_size]
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float):
+    """The configured optimiser: Adam, or Ranger (RAdam + Lookahead, the thesis's choice)."""
+    if cfg.optimizer == "ranger":
+        from pytorch_optimizer import Ranger
+
+        return Ranger(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def annealed_lr_factor(step: int, total: int, anneal_from: float) -> float:
+    """1 for the first ``anneal_from`` of ``total`` steps, then a cosine decay to 0."""
+    start = anneal_from * total
+    if total <= 0 or step < start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (step - start) / max(total - start, 1)))
 
 
 def reconstruction_loss(
@@ -76,25 +94,25 @@ def train_model(
     start = time.perf_counter()
     stats: dict[str, float] = {}
     if not isinstance(model, ShortRunClassifier):
-        opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+        opt = make_optimizer(model.parameters(), t, t.lr)
         stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "train convnet", gen, device,
                              quiet, _convnet_loss, t)
     elif t.objective == "joint":
-        opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+        opt = make_optimizer(model.parameters(), t, t.lr)
         stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "joint (CE+recon, BPTT)", gen,
                              device, quiet, joint_loss, t)
     else:
-        opt = torch.optim.Adam(model.generator.parameters(), lr=t.lr)
+        opt = make_optimizer(model.generator.parameters(), t, t.lr)
         stats["generative_loss"] = _fit(model, opt, x_pool, None, t.generative_epochs,
                                         "stage 1 generative", gen, device, quiet,
                                         _generative_loss, t)
         model.generator.requires_grad_(False)
-        opt = torch.optim.Adam(model.head.parameters(), lr=t.lr)
+        opt = make_optimizer(model.head.parameters(), t, t.lr)
         stats["discriminative_loss"] = _fit(model, opt, x_lab, y_lab, t.discriminative_epochs,
                                             "stage 2 discriminative", gen, device, quiet,
                                             _discriminative_loss, t)
         model.generator.requires_grad_(True)
-        opt = torch.optim.Adam(model.parameters(), lr=t.bptt_lr)
+        opt = make_optimizer(model.parameters(), t, t.bptt_lr)
         stats["bptt_loss"] = _fit(model, opt, x_lab, y_lab, t.bptt_epochs, "stage 3 BPTT", gen,
                                   device, quiet, joint_loss, t)
     model.eval()
@@ -132,6 +150,10 @@ def joint_loss(
 
 def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> float:
     last = float("nan")
+    per_epoch = math.ceil(len(x) / cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: annealed_lr_factor(step, epochs * per_epoch, cfg.anneal_from)
+    )
     bar = tqdm(range(epochs), desc=desc, disable=quiet or epochs == 0, leave=False)
     for _ in bar:
         total, seen, correct = 0.0, 0, 0
@@ -142,6 +164,7 @@ def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> fl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             total += loss.item() * len(idx)
             seen += len(idx)
             if logits is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import tiny_config
 from torch import nn
@@ -110,12 +111,21 @@ def test_langevin_update_is_the_documented_one(tiny_shortrun, digits):
     assert torch.allclose(z1, expected, atol=1e-6)
 
 
-def test_fast_chain_matches_the_autograd_reference(digits):
+THESIS_TINY = dict(arch="thesis", channels=3, image_size=28, width=3, latent=5,
+                   head_hidden=(6, 4), sigma=3.2)
+
+
+@pytest.mark.parametrize("arch", ["mirror", "thesis"])
+def test_fast_chain_matches_the_autograd_reference(digits, arch):
     """The hand-written energy gradient gives the same chain and attack gradient as autograd."""
     x, y = digits.x_test[:8], digits.y_test[:8]
+    overrides = {}
+    if arch == "thesis":
+        x, y = torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(1)), y[:4]
+        overrides = THESIS_TINY
     for act in ("mish", "leaky_relu"):
         torch.manual_seed(0)
-        model = build_model(tiny_config("shortrun", activation=act)).double().eval()
+        model = build_model(tiny_config("shortrun", activation=act, **overrides)).double().eval()
         grads = []
         for reference in (True, False):
             model.reference = reference

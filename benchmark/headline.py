@@ -1,0 +1,132 @@
+"""The headline benchmark of a dataset: every attack of the protocol, diagnostics, table, figures.
+
+One command regenerates a dataset's committed results directory::
+
+    OUT/runs/<name>/              one resumable run per attack (see ``run_grid``)
+    OUT/diagnostics/<dataset>-<model>/   the gradient-masking checklist of each model
+    OUT/table.md, OUT/table.csv   models side by side, per-example worst case per eps
+    OUT/figures/                  accuracy against eps, adversarial examples, samples, ...
+    OUT/headline.json             the settings, sizes and timings of this benchmark
+
+Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images
+(the table's ``n`` column says so); the rest on the first ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robbench import __version__
+from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report
+
+LINF_EPS = (0.1, 0.2, 0.3)
+LINF_ENDS = (0.1, 0.3)
+L2_EPS = (1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class HeadlineRun:
+    """One attack of the headline grid: its run directory name, eps and settings."""
+
+    name: str
+    eps: tuple[float, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    eot_sized: bool = False  # runs on the first n_eot images
+
+
+def headline_runs(eot: int = 16) -> list[HeadlineRun]:
+    """The protocol: FGSM, PGD-40 and EOT-PGD at L-inf 0.1/0.2/0.3; APGD, AutoAttack-rand and
+    Square at 0.1/0.3; PGD-L2 and CW-L2 at 1/2; transfer from the other model."""
+    return [
+        HeadlineRun("fgsm", LINF_EPS),
+        HeadlineRun("pgd", LINF_EPS),
+        HeadlineRun("eot-pgd", LINF_EPS, {"eot": eot}, eot_sized=True),
+        HeadlineRun("apgd", LINF_ENDS, eot_sized=True),
+        HeadlineRun("autoattack-rand", LINF_ENDS, eot_sized=True),
+        HeadlineRun("square", LINF_ENDS, eot_sized=True),
+        HeadlineRun("transfer", LINF_EPS),
+        HeadlineRun("pgd-l2", L2_EPS),
+        HeadlineRun("cw", L2_EPS),
+    ]
+
+
+HEADLINE_NAMES = tuple(r.name for r in headline_runs())
+
+
+@dataclass
+class HeadlineConfig:
+    """Sizes of the headline benchmark (``None`` = the whole test set)."""
+
+    dataset: str = "digits"
+    n: int | None = None
+    n_eot: int | None = 1000
+    draws: int = 10
+    eot: int = 16
+    seed: int = 0
+    attacks: tuple[str, ...] = HEADLINE_NAMES
+    diagnostics: DiagnoseConfig | None = field(default_factory=DiagnoseConfig)  # None: skip
+
+    def __post_init__(self) -> None:
+        for name in self.attacks:
+            if name not in HEADLINE_NAMES:
+                raise ValueError(
+                    f"headline attack {name!r} is unknown; allowed: {', '.join(HEADLINE_NAMES)}"
+                )
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def run_headline(
+    cfg: HeadlineConfig,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    batch_size: int = 500,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) every attack, the diagnostics, the table and the figures."""
+    from robbench.models.checkpoint_io import atomic_write_bytes
+    from robbench.models.config import MODEL_NAMES
+    from robbench.plots import make_plots
+    from robbench.run_grid import RunConfig, execute
+    from robbench.tables import results_table
+
+    out = Path(out_dir)
+    record: dict[str, Any] = {"config": asdict(cfg), "device": device, "robbench": __version__,
+                              "seconds": {}}
+    run_dirs = []
+    for run in headline_runs(cfg.eot):
+        if run.name not in cfg.attacks:
+            continue
+        n = _smaller(cfg.n, cfg.n_eot) if run.eot_sized else cfg.n
+        config = RunConfig(dataset=cfg.dataset, models=list(MODEL_NAMES), attacks=[run.name],
+                           eps=list(run.eps), n=n, draws=cfg.draws, seed=cfg.seed,
+                           params=dict(run.params))
+        start = time.perf_counter()
+        run_dir, _ = execute(config, out / "runs", device=device, batch_size=batch_size,
+                             data_dir=data_dir, quiet=quiet, run_dir=out / "runs" / run.name)
+        record["seconds"][run.name] = round(time.perf_counter() - start, 1)
+        run_dirs.append(Path(run_dir))
+    diagnostics = []
+    if cfg.diagnostics is not None:
+        for model in MODEL_NAMES:
+            diag_dir = out / "diagnostics" / f"{cfg.dataset}-{model}"
+            start = time.perf_counter()
+            diagnose_and_report(model, cfg.dataset, diag_dir, config=cfg.diagnostics,
+                                device=device, data_dir=data_dir, quiet=quiet)
+            record["seconds"][f"diagnostics-{model}"] = round(time.perf_counter() - start, 1)
+            diagnostics.append(str(diag_dir / "diagnostics.csv"))
+    for fmt in ("md", "csv"):
+        text = results_table(run_dirs, fmt, diagnostics)
+        atomic_write_bytes(out / f"table.{fmt}", text.encode())
+    record["figures"] = [str(p) for p in make_plots(run_dirs, out / "figures", data_dir=data_dir,
+                                                    quiet=quiet)]
+    atomic_write_bytes(out / "headline.json", (json.dumps(record, indent=2) + "\n").encode())
+    return record

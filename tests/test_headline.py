@@ -1,0 +1,56 @@
+"""`robbench headline`: every attack run resumably, diagnostics, merged table and figures."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from robbench.attacks.diagnostics import DiagnoseConfig
+from robbench.cli import main
+from robbench.headline import HEADLINE_NAMES, HeadlineConfig, headline_runs, run_headline
+
+
+def test_the_grid_is_the_protocol():
+    runs = {r.name: r for r in headline_runs(eot=16)}
+    assert set(runs) == {"fgsm", "pgd", "eot-pgd", "apgd", "autoattack-rand", "square",
+                         "transfer", "pgd-l2", "cw"}
+    assert runs["eot-pgd"].params == {"eot": 16} and runs["eot-pgd"].eot_sized
+    assert runs["pgd"].eps == (0.1, 0.2, 0.3) and runs["cw"].eps == (1.0, 2.0)
+    assert runs["apgd"].eps == (0.1, 0.3) and not runs["pgd"].eot_sized
+
+
+def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):
+    cfg = HeadlineConfig(n=12, n_eot=6, draws=2, eot=2, attacks=("fgsm", "eot-pgd"),
+                         diagnostics=DiagnoseConfig.quick())
+    record = run_headline(cfg, tmp_path, quiet=True)
+    assert set(record["seconds"]) == {"fgsm", "eot-pgd", "diagnostics-convnet",
+                                      "diagnostics-shortrun"}
+    table = pd.read_csv(tmp_path / "table.csv")
+    acc = table[table.section == "accuracy"]
+    assert set(acc.attack) == {"none", "fgsm", "eot-pgd", "worst case"}
+    # EOT attacks run on the first n_eot images and the table says so.
+    assert set(acc[acc.attack == "eot-pgd"].n) == {6} and set(acc[acc.attack == "fgsm"].n) == {12}
+    assert set(acc[acc.attack == "eot-pgd"].eot.astype(str)) == {"1/2"}  # convnet 1, shortrun 2
+    worst = acc[acc.attack == "worst case"].set_index("eps")
+    assert worst.loc[0.1, "n"] == 6  # only examples every attack covered
+    diagnosed = set(table[table.section == "diagnostics"].source)
+    assert diagnosed == {"digits-convnet", "digits-shortrun"}
+    assert (tmp_path / "figures" / "accuracy_vs_eps.png").is_file()
+    assert json.loads((tmp_path / "headline.json").read_text())["config"]["n_eot"] == 6
+    # Resuming recomputes nothing: the cells are already there.
+    again = run_headline(cfg, tmp_path, quiet=True)
+    assert again["seconds"]["eot-pgd"] < record["seconds"]["eot-pgd"] + 5
+
+
+def test_unknown_headline_attack_is_a_one_line_error(tmp_path, capsys):
+    assert main(["headline", "--attacks", "fgsm,nope", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "headline attack 'nope' is unknown; allowed: " + ", ".join(HEADLINE_NAMES) in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_headline_config_rejects_unknown_attacks():
+    with pytest.raises(ValueError, match="headline attack 'x' is unknown"):
+        HeadlineConfig(attacks=("x",))
