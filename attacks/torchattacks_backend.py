@@ -88,10 +88,16 @@ def apgd(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
 
 
 def autoattack_rand(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """AutoAttack's version for randomised defenses, as ``torchattacks.AutoAttack(version=
+    'rand')`` builds it (APGD-CE then APGD-DLR on the survivors, EOT 20, 10 steps each), with the
+    EOT draws and steps taken from ``params`` so that the recorded values are the ones that ran."""
+    lp = "Linf" if norm == "linf" else "L2"
     return [
-        torchattacks.AutoAttack(model, norm="Linf" if norm == "linf" else "L2", eps=eps,
-                                version="rand", n_classes=params["classes"],
-                                seed=params["seed"])(x, y)
+        torchattacks.MultiAttack([
+            torchattacks.APGD(model, norm=lp, eps=eps, steps=params["steps"], n_restarts=1,
+                              eot_iter=params["eot"], loss=loss, seed=params["seed"])
+            for loss in ("ce", "dlr")
+        ])(x, y)
         for eps in eps_list
     ]
 

@@ -42,8 +42,8 @@ def headline_runs(eot: int = 16) -> list[HeadlineRun]:
     """The protocol: FGSM, PGD-40 and EOT-PGD at L-inf 0.1/0.2/0.3; APGD, AutoAttack-rand and
     Square at 0.1/0.3; PGD-L2 and CW-L2 at 1/2; transfer from the other model."""
     return [
-        HeadlineRun("fgsm", LINF_EPS),
         HeadlineRun("pgd", LINF_EPS),
+        HeadlineRun("fgsm", LINF_EPS),
         HeadlineRun("eot-pgd", LINF_EPS, {"eot": eot}, eot_sized=True),
         HeadlineRun("apgd", LINF_ENDS, eot_sized=True),
         HeadlineRun("autoattack-rand", LINF_ENDS, eot_sized=True),

@@ -44,6 +44,25 @@ def test_new_attacks_respect_their_threat_model(name, target, request, digits):
         assert not torch.equal(adv[eps[-1]], x)
 
 
+def test_autoattack_rand_runs_the_eot_and_steps_it_records(tiny_shortrun, digits, monkeypatch):
+    import torchattacks
+
+    seen = []
+    original = torchattacks.APGD.__init__
+
+    def spy(self, *args, **kw):
+        seen.append((kw["loss"], kw["eot_iter"], kw["steps"]))
+        original(self, *args, **kw)
+
+    monkeypatch.setattr(torchattacks.APGD, "__init__", spy)
+    x, y = digits.x_test[:6], digits.y_test[:6]
+    adv = craft("autoattack-rand", tiny_shortrun, x, y, [0.1],
+                params=attack_params("autoattack-rand", eot=3, steps=2))[0.1]
+    assert seen == [("ce", 3, 2), ("dlr", 3, 2)]
+    assert perturbation_norms(x, adv, "linf").max() <= 0.1 + 1e-6
+    assert attack_params("autoattack-rand")["eot"] == 20  # AutoAttack's own choice
+
+
 @pytest.mark.slow
 def test_autoattack_rand_respects_its_threat_model(tiny_shortrun, digits):
     x, y = digits.x_test[:8], digits.y_test[:8]
