@@ -100,22 +100,26 @@ def _add_preset(p: argparse.ArgumentParser) -> None:
     p.set_defaults(preset_parser=p)
 
 
+ATTACK_OPTIONS: dict[str, dict] = {
+    "--steps": dict(type=positive_int),
+    "--step-size": dict(type=nonnegative_float, dest="step_size"),
+    "--eot": dict(type=positive_int, help="noise draws per gradient (batched EOT)"),
+    "--restarts": dict(type=positive_int),
+    "--loss": dict(choices=("ce", "margin")),
+    "--no-random-start": dict(dest="random_start", action="store_false", default=None),
+    "--c": dict(type=nonnegative_float, help="CW trade-off constant"),
+    "--kappa": dict(type=nonnegative_float, help="CW confidence"),
+    "--lr": dict(type=nonnegative_float, help="CW learning rate"),
+    "--n-queries": dict(type=positive_int, dest="n_queries"),
+}
+ATTACK_SETTINGS = tuple(o.get("dest", flag[2:]) for flag, o in ATTACK_OPTIONS.items())
+"""The attack parameters a user can override on the command line (``RunConfig.params`` keys)."""
+
+
 def _add_attack_settings(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack settings (override the attack's defaults)")
-    g.add_argument("--steps", type=positive_int)
-    g.add_argument("--step-size", type=nonnegative_float, dest="step_size")
-    g.add_argument("--eot", type=positive_int, help="noise draws per gradient (batched EOT)")
-    g.add_argument("--restarts", type=positive_int)
-    g.add_argument("--loss", choices=("ce", "margin"))
-    g.add_argument("--no-random-start", dest="random_start", action="store_false", default=None)
-    g.add_argument("--c", type=nonnegative_float, help="CW trade-off constant")
-    g.add_argument("--kappa", type=nonnegative_float, help="CW confidence")
-    g.add_argument("--lr", type=nonnegative_float, help="CW learning rate")
-    g.add_argument("--n-queries", type=positive_int, dest="n_queries")
-
-
-ATTACK_SETTINGS = ("steps", "step_size", "eot", "restarts", "loss", "random_start", "c", "kappa",
-                   "lr", "n_queries")
+    for flag, options in ATTACK_OPTIONS.items():
+        g.add_argument(flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ class Generator(nn.Module):
         self.project = nn.Sequential(
             nn.Linear(config.latent, 2 * w * self.s * self.s), activation(config.activation)
         )
+        self.use_dense = True  # False: always the convolutions (e.g. to count their FLOPs)
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
             activation(config.activation),
@@ -48,7 +49,7 @@ class Generator(nn.Module):
         for conv in (self.deconv[0], self.deconv[2]):
             n_in = conv.in_channels * size * size
             n_out = conv.out_channels * (2 * size) ** 2
-            if n_in * n_out > DENSE_MAX_ENTRIES:
+            if not self.use_dense or n_in * n_out > DENSE_MAX_ENTRIES:
                 out.append(None)
             else:
                 basis = torch.eye(n_in, device=conv.weight.device, dtype=conv.weight.dtype)
