@@ -17,6 +17,7 @@ Step sizes are 2.5 * eps / steps (Madry et al.), so short and long runs cover th
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from robbench import __version__
 from robbench.attacks.eot import eot_loss_grad
 from robbench.attacks.registry import attack_params, craft
 from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
@@ -273,7 +275,6 @@ def diagnose_and_report(
     quiet: bool = False,
 ) -> tuple[pd.DataFrame, float]:
     """Run the checklist on ``model`` and write its report to ``out_dir``; (frame, seconds)."""
-    from robbench import __version__
 
     cfg = config or DiagnoseConfig()
     start = time.perf_counter()
@@ -284,4 +285,18 @@ def diagnose_and_report(
             "robbench": __version__,
             "settings": ", ".join(f"{k}={v}" for k, v in config_dict(cfg).items())}
     write_report(frame, out_dir, meta)
+    atomic_write_bytes(Path(out_dir) / "config.json", _config_key(model, dataset, cfg).encode())
     return frame, seconds
+
+
+def _config_key(model: str, dataset: str, cfg: DiagnoseConfig) -> str:
+    return json.dumps({"model": model, "dataset": dataset, "robbench": __version__,
+                       "settings": config_dict(cfg)}, sort_keys=True, default=list)
+
+
+def report_is_current(out_dir: str | Path, model: str, dataset: str,
+                      cfg: DiagnoseConfig) -> bool:
+    """Whether ``out_dir`` holds a report of exactly this model, dataset and configuration."""
+    key = Path(out_dir) / "config.json"
+    return ((Path(out_dir) / "diagnostics.csv").is_file() and key.is_file()
+            and json.loads(key.read_text()) == json.loads(_config_key(model, dataset, cfg)))

@@ -4,7 +4,9 @@ One command regenerates a dataset's committed results directory::
 
     OUT/runs/<name>/              one resumable run per attack (see ``run_grid``)
     OUT/diagnostics/<dataset>-<model>/   the gradient-masking checklist of each model
-    OUT/table.md, OUT/table.csv   models side by side, per-example worst case per eps
+    OUT/table.md, OUT/table.csv   models side by side, per-example worst case per eps, and the
+                                  diagnostics rows
+    OUT/accuracy.md               the table without the diagnostics (what the README quotes)
     OUT/figures/                  accuracy against eps, adversarial examples, samples, ...
     OUT/headline.json             the settings, sizes and timings of this benchmark
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from robbench import __version__
-from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report
+from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report, report_is_current
 
 LINF_EPS = (0.1, 0.2, 0.3)
 LINF_ENDS = (0.1, 0.3)
@@ -119,13 +121,15 @@ def run_headline(
         for model in MODEL_NAMES:
             diag_dir = out / "diagnostics" / f"{cfg.dataset}-{model}"
             start = time.perf_counter()
-            diagnose_and_report(model, cfg.dataset, diag_dir, config=cfg.diagnostics,
-                                device=device, data_dir=data_dir, quiet=quiet)
+            if not report_is_current(diag_dir, model, cfg.dataset, cfg.diagnostics):
+                diagnose_and_report(model, cfg.dataset, diag_dir, config=cfg.diagnostics,
+                                    device=device, data_dir=data_dir, quiet=quiet)
             record["seconds"][f"diagnostics-{model}"] = round(time.perf_counter() - start, 1)
             diagnostics.append(str(diag_dir / "diagnostics.csv"))
     for fmt in ("md", "csv"):
         text = results_table(run_dirs, fmt, diagnostics)
         atomic_write_bytes(out / f"table.{fmt}", text.encode())
+    atomic_write_bytes(out / "accuracy.md", results_table(run_dirs, "md").encode())
     record["figures"] = [str(p) for p in make_plots(run_dirs, out / "figures", data_dir=data_dir,
                                                     quiet=quiet)]
     atomic_write_bytes(out / "headline.json", (json.dumps(record, indent=2) + "\n").encode())
