@@ -6,7 +6,9 @@ One command regenerates a dataset's committed results directory::
     OUT/diagnostics/<dataset>-<model>/   the gradient-masking checklist of each model
     OUT/table.md, OUT/table.csv   models side by side, per-example worst case per eps, and the
                                   diagnostics rows
-    OUT/accuracy.md               the table without the diagnostics (what the README quotes)
+    OUT/accuracy.md               the table without the diagnostics
+    OUT/worst_case.md             clean and worst-case accuracy per eps, with the attacks it
+                                  covers (the README's summary)
     OUT/figures/                  accuracy against eps, adversarial examples, samples, ...
     OUT/headline.json             the settings, sizes and timings of this benchmark
 
@@ -21,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from robbench import __version__
 from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report, report_is_current
@@ -130,7 +134,27 @@ def run_headline(
         text = results_table(run_dirs, fmt, diagnostics)
         atomic_write_bytes(out / f"table.{fmt}", text.encode())
     atomic_write_bytes(out / "accuracy.md", results_table(run_dirs, "md").encode())
+    atomic_write_bytes(out / "worst_case.md",
+                       (worst_case_summary(run_dirs).to_markdown(index=False) + "\n").encode())
     record["figures"] = [str(p) for p in make_plots(run_dirs, out / "figures", data_dir=data_dir,
                                                     quiet=quiet)]
     atomic_write_bytes(out / "headline.json", (json.dumps(record, indent=2) + "\n").encode())
     return record
+
+
+def worst_case_summary(run_dirs: list[Path]) -> pd.DataFrame:
+    """Clean accuracy (largest n) and the per-example worst case per (norm, eps) of the runs."""
+    from robbench.tables import WORST_CASE, results_frames, worst_case_frame
+
+    wide, _ = results_frames(run_dirs)
+    clean = wide[wide.attack == "none"]
+    clean = clean[clean.n == clean.n.max()].head(1).assign(attack="clean", eps="-")
+    worst = wide[wide.attack == WORST_CASE]
+    covered = worst_case_frame(run_dirs).groupby(["norm", "eps"])["attacks"].first()
+    worst = worst.assign(attacks=[covered[(n, e)] for n, e in zip(worst.norm, worst.eps,
+                                                                    strict=True)])
+    models = [c for c in wide.columns if c not in
+              ("dataset", "attack", "norm", "eps", "steps", "eot", "n")]
+    columns = ["attack", "norm", "eps", "n", *models, "attacks"]
+    summary = pd.concat([clean.assign(attacks="-"), worst], ignore_index=True)
+    return summary[columns].rename(columns={"attack": "row"})

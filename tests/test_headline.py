@@ -40,6 +40,8 @@ def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):
     assert (tmp_path / "figures" / "accuracy_vs_eps.png").is_file()
     assert "worst case" in (tmp_path / "accuracy.md").read_text()
     assert "Diagnostics" not in (tmp_path / "accuracy.md").read_text()
+    summary = (tmp_path / "worst_case.md").read_text()
+    assert "| clean " in summary and "eot-pgd+fgsm" in summary
     assert json.loads((tmp_path / "headline.json").read_text())["config"]["n_eot"] == 6
     # Resuming recomputes nothing: the cells and diagnostics are already there.
     report = tmp_path / "diagnostics" / "digits-shortrun" / "diagnostics.csv"
