@@ -238,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(head)
     head.set_defaults(func=cmd_headline)
 
+    chains = sub.add_parser("chains", help="Short Run clean accuracy with several chains per "
+                            "input (mean logits, mean z, vote) beside the ConvNet")
+    chains.add_argument("--chains", type=int_tuple, default=(1, 5),
+                        help="comma-separated chain counts, e.g. 1,5,10")
+    chains.add_argument("--n", type=positive_int, default=None, help="test examples (default all)")
+    chains.add_argument("--seed", type=int, default=0)
+    chains.add_argument("--out", default=None, help="directory (default results/<dataset>)")
+    _add_common(chains)
+    chains.set_defaults(func=cmd_chains)
+
     perf = sub.add_parser("perf", help="time the fast path against the plain reference")
     perf.add_argument("--device", default="auto", help="auto | cpu | cuda")
     perf.add_argument("--sizes", default="auto", choices=("auto", "full", "cpu"),
@@ -423,6 +433,19 @@ def cmd_headline(args: argparse.Namespace) -> int:
     total = sum(record["seconds"].values())
     print(f"\nheadline of {args.dataset} in {total:.0f} s; written: {out}/table.md, table.csv, "
           f"figures/, runs/, headline.json")
+    return 0
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
+    from robbench.chains import chains_study
+
+    if not args.chains:
+        raise UsageError("chains '' is empty; give chain counts, e.g. 1,5,10")
+    out = Path(args.out) if args.out else Path("results") / args.dataset
+    path = chains_study(args.dataset, args.chains, out, n=args.n, seed=args.seed,
+                        device=resolve_device(args.device), data_dir=args.data_dir,
+                        command=args.command_line)
+    print(path.read_text(), end="")
     return 0
 
 
