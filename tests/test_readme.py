@@ -31,3 +31,12 @@ def test_missing_quoted_file_is_an_error(tmp_path):
     readme.write_text("<!-- BEGIN nope.md -->\n<!-- END nope.md -->\n")
     with pytest.raises(FileNotFoundError, match="nope.md"):
         sync_readme(readme)
+
+
+def test_quoted_headings_nest_under_the_readme_sections(tmp_path):
+    (tmp_path / "r.md").write_text("# Report\n\n```sh\n# a shell comment\n```\n## Part\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- BEGIN r.md -->\n<!-- END r.md -->\n")
+    sync_readme(readme)
+    assert readme.read_text() == ("<!-- BEGIN r.md -->\n#### Report\n\n```sh\n# a shell comment\n"
+                                  "```\n##### Part\n<!-- END r.md -->\n")
