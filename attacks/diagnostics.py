@@ -285,18 +285,22 @@ def diagnose_and_report(
             "robbench": __version__,
             "settings": ", ".join(f"{k}={v}" for k, v in config_dict(cfg).items())}
     write_report(frame, out_dir, meta)
-    atomic_write_bytes(Path(out_dir) / "config.json", _config_key(model, dataset, cfg).encode())
+    record = {"run": _run_key(model, dataset, cfg), "seconds": round(seconds, 1)}
+    atomic_write_bytes(Path(out_dir) / "config.json", json.dumps(record, indent=2).encode())
     return frame, seconds
 
 
-def _config_key(model: str, dataset: str, cfg: DiagnoseConfig) -> str:
-    return json.dumps({"model": model, "dataset": dataset, "robbench": __version__,
-                       "settings": config_dict(cfg)}, sort_keys=True, default=list)
+def _run_key(model: str, dataset: str, cfg: DiagnoseConfig) -> dict[str, Any]:
+    settings = json.loads(json.dumps(config_dict(cfg), default=list))
+    return {"model": model, "dataset": dataset, "robbench": __version__, "settings": settings}
 
 
-def report_is_current(out_dir: str | Path, model: str, dataset: str,
-                      cfg: DiagnoseConfig) -> bool:
-    """Whether ``out_dir`` holds a report of exactly this model, dataset and configuration."""
-    key = Path(out_dir) / "config.json"
-    return ((Path(out_dir) / "diagnostics.csv").is_file() and key.is_file()
-            and json.loads(key.read_text()) == json.loads(_config_key(model, dataset, cfg)))
+def current_report_seconds(out_dir: str | Path, model: str, dataset: str,
+                           cfg: DiagnoseConfig) -> float | None:
+    """The seconds the report in ``out_dir`` took if it is of exactly this model, dataset and
+    configuration (so it need not be recomputed), else None."""
+    path = Path(out_dir) / "config.json"
+    if not ((Path(out_dir) / "diagnostics.csv").is_file() and path.is_file()):
+        return None
+    record = json.loads(path.read_text())
+    return record.get("seconds") if record.get("run") == _run_key(model, dataset, cfg) else None

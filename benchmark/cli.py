@@ -431,7 +431,8 @@ def cmd_headline(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, quiet=args.quiet)
     print((out / "table.md").read_text(), end="")
     total = sum(record["seconds"].values())
-    print(f"\nheadline of {args.dataset} in {total:.0f} s; written: {out}/table.md, table.csv, "
+    print(f"\nheadline of {args.dataset}: {total:.0f} s of compute in its cells and diagnostics; "
+          f"written: {out}/table.md, table.csv, "
           f"figures/, runs/, headline.json")
     return 0
 

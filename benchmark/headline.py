@@ -10,7 +10,8 @@ One command regenerates a dataset's committed results directory::
     OUT/worst_case.md             clean and worst-case accuracy per eps, with the attacks it
                                   covers (the README's summary)
     OUT/figures/                  accuracy against eps, adversarial examples, samples, ...
-    OUT/headline.json             the settings, sizes and timings of this benchmark
+    OUT/headline.json             the settings, device and seconds per attack (the sum of its
+                                  cells' times, so a resumed run reports the full cost)
 
 Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images
 (the table's ``n`` column says so); the rest on the first ``n``.
@@ -19,7 +20,6 @@ Attacks whose cost scales with EOT samples or queries run on the first ``n_eot``
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,11 @@ from typing import Any
 import pandas as pd
 
 from robbench import __version__
-from robbench.attacks.diagnostics import DiagnoseConfig, diagnose_and_report, report_is_current
+from robbench.attacks.diagnostics import (
+    DiagnoseConfig,
+    current_report_seconds,
+    diagnose_and_report,
+)
 
 LINF_EPS = (0.1, 0.2, 0.3)
 LINF_ENDS = (0.1, 0.3)
@@ -115,20 +119,21 @@ def run_headline(
         config = RunConfig(dataset=cfg.dataset, models=list(MODEL_NAMES), attacks=[run.name],
                            eps=list(run.eps), n=n, draws=cfg.draws, seed=cfg.seed,
                            params=dict(run.params))
-        start = time.perf_counter()
-        run_dir, _ = execute(config, out / "runs", device=device, batch_size=batch_size,
-                             data_dir=data_dir, quiet=quiet, run_dir=out / "runs" / run.name)
-        record["seconds"][run.name] = round(time.perf_counter() - start, 1)
+        run_dir, summary = execute(config, out / "runs", device=device, batch_size=batch_size,
+                                   data_dir=data_dir, quiet=quiet,
+                                   run_dir=out / "runs" / run.name)
+        record["seconds"][run.name] = round(float(summary["seconds"].sum()), 1)
         run_dirs.append(Path(run_dir))
     diagnostics = []
     if cfg.diagnostics is not None:
         for model in MODEL_NAMES:
             diag_dir = out / "diagnostics" / f"{cfg.dataset}-{model}"
-            start = time.perf_counter()
-            if not report_is_current(diag_dir, model, cfg.dataset, cfg.diagnostics):
-                diagnose_and_report(model, cfg.dataset, diag_dir, config=cfg.diagnostics,
-                                    device=device, data_dir=data_dir, quiet=quiet)
-            record["seconds"][f"diagnostics-{model}"] = round(time.perf_counter() - start, 1)
+            seconds = current_report_seconds(diag_dir, model, cfg.dataset, cfg.diagnostics)
+            if seconds is None:
+                _, seconds = diagnose_and_report(model, cfg.dataset, diag_dir,
+                                                 config=cfg.diagnostics, device=device,
+                                                 data_dir=data_dir, quiet=quiet)
+            record["seconds"][f"diagnostics-{model}"] = round(seconds, 1)
             diagnostics.append(str(diag_dir / "diagnostics.csv"))
     for fmt in ("md", "csv"):
         text = results_table(run_dirs, fmt, diagnostics)

@@ -70,7 +70,7 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
     if attacked.empty:
         raise ValueError("no attacked cells to plot (the runs hold only clean accuracy)")
     panels = sorted(attacked.groupby(["dataset", "norm"]).groups)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8.4 * len(panels), 4.8), squeeze=False)
     attacks = sorted(attacked["attack"].unique())
     for ax, (dataset, norm) in zip(axes[0], panels, strict=True):
         part = summary[(summary["dataset"] == dataset)]
@@ -90,20 +90,23 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
                 ax.errorbar(eps, acc, yerr=[acc - low, high - acc], color=color,
                             marker=_MARKERS[j % len(_MARKERS)],
                             linestyle=_STYLES[j % len(_STYLES)], capsize=3, markersize=5,
-                            label=f"{model_label(model)} - {attack}")
+                            linewidth=1.2, label=f"{model_label(model)} - {attack}")
             if worst is not None and not worst.empty:
                 w = worst[(worst["dataset"] == dataset) & (worst["norm"] == norm)
                           & (worst["model"] == model)].sort_values("eps")
                 if len(attacks) > 1 and not w.empty:
-                    ax.plot(w["eps"], w["accuracy"], color=color, linewidth=3, alpha=0.5,
-                            label=f"{model_label(model)} - worst case")
+                    start = clean["accuracy"].head(1).tolist()
+                    ax.plot([0.0] * len(start) + w["eps"].tolist(),
+                            start + w["accuracy"].tolist(), color=color, linewidth=4,
+                            alpha=0.85, solid_capstyle="round",
+                            label=f"{model_label(model)} - worst case", zorder=5)
         ax.set_title(f"Robust accuracy vs eps ({dataset}, {norm.replace('inf', '-inf')})")
         ax.set_xlabel(f"eps ({norm.replace('linf', 'L-inf').replace('l2', 'L2')} budget, "
                       "pixels in [0, 1])")
         ax.set_ylabel("robust accuracy (95% Wilson interval)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return _save(fig, out_dir, "accuracy_vs_eps")
 
