@@ -1,19 +1,37 @@
-"""The shipped MNIST checkpoints: they match the registry defaults, load on the CPU, and keep
-their recorded clean accuracy on the first test images (where the MNIST files are present)."""
+"""The shipped MNIST checkpoints: they match the registry defaults, load on the CPU, keep their
+recorded clean accuracy, and reproduce the committed MNIST run's clean predictions.
+
+``tests/data/mnist_test_first300.npz`` holds the first 300 MNIST test images (uint8) and labels,
+so these tests run without the IDX files; it was written from them by::
+
+    python -c "import numpy as np; from robbench.datasets import load_dataset; \
+d = load_dataset('mnist', '../shared/data/mnist', download=False); \
+np.savez_compressed('tests/data/mnist_test_first300.npz', \
+x=(d.x_test[:300, 0].numpy() * 255).round().astype(np.uint8), \
+y=d.y_test[:300].numpy().astype(np.uint8))"
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from robbench.datasets import load_dataset
 from robbench.evaluation import predict_draws, wilson_interval
 from robbench.models.registry import default_spec, find_checkpoint, load_model, shipped_path
+from robbench.run_grid import cell_id, load_outcomes
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-N = 300
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / "data" / "mnist_test_first300.npz"
+
+
+@pytest.fixture(scope="module")
+def first_mnist_test_images():
+    with np.load(FIXTURE) as data:
+        x = torch.from_numpy(data["x"]).float().div(255.0)[:, None]
+        return x, torch.from_numpy(data["y"]).long()
 
 
 @pytest.mark.parametrize("name", ["convnet", "shortrun"])
@@ -22,16 +40,23 @@ def test_mnist_checkpoints_are_shipped_for_the_default_spec(name):
     assert find_checkpoint(spec) == shipped_path(spec)
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="MNIST IDX files not present")
 @pytest.mark.parametrize("name", ["convnet", "shortrun"])
-def test_mnist_checkpoints_keep_their_clean_accuracy(name):
-    data = load_dataset("mnist", MNIST_DIR, download=False)
+def test_mnist_checkpoints_keep_their_clean_accuracy(name, first_mnist_test_images):
+    x, y = first_mnist_test_images
     model, card = load_model(name, "mnist")
     torch.manual_seed(0)
-    preds = predict_draws(model, data.x_test[:N], draws=1)
-    correct = (preds[0] == data.y_test[:N]).sum().item()
-    low, high = wilson_interval(correct, N)
+    correct = (predict_draws(model, x, draws=1)[0] == y).sum().item()
+    low, high = wilson_interval(correct, len(y))
     # The card's accuracy (all 10,000 images) lies within this subset's 95% interval, give or
     # take 2 points for the first images being easier than the average (a broken or mismatched
     # checkpoint scores near 10%).
     assert low - 0.02 <= card["clean_test_accuracy"] <= high + 0.02
+
+
+def test_the_committed_mnist_run_is_reproduced(first_mnist_test_images):
+    """The deterministic ConvNet's clean predictions equal those of results/mnist/pgd."""
+    x, y = first_mnist_test_images
+    committed = load_outcomes(ROOT / "results" / "mnist" / "pgd", cell_id("convnet", "none", 0))
+    assert (committed["label"] == y.numpy()).all()
+    model, _ = load_model("convnet", "mnist")
+    assert (predict_draws(model, x)[0].numpy() == committed["pred"][0]).all()
