@@ -64,8 +64,8 @@ class DiagnoseConfig:
 
 def _evaluate(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, draws: int
               ) -> tuple[float, float, float]:
-    preds = predict_draws(model, x_adv, draws)
-    _, acc = robust_accuracy(preds, y)
+    preds = predict_draws(model, x_adv, draws)  # on the CPU, whatever the model's device
+    _, acc = robust_accuracy(preds, y.cpu())
     low, high = wilson_interval(acc * len(y), len(y))
     return acc, low, high
 

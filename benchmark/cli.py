@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="full: the issue's GPU sizes (MNIST shape); cpu: digits-sized smoke "
                       "(auto: full on CUDA, cpu otherwise)")
     perf.add_argument("--out", default="results/perf")
+    perf.add_argument("--data-dir", default=None,
+                      help="dataset files for the accuracy guard (MNIST IDX directory)")
     perf.set_defaults(func=cmd_perf)
 
     readme = sub.add_parser("readme", help="refresh README blocks that quote generated results")
@@ -507,7 +509,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     device = torch.device(resolve_device(args.device))
     full = args.sizes == "full" or (args.sizes == "auto" and device.type == "cuda")
     settings = PerfSettings() if full else PerfSettings.cpu_smoke()
-    print(perf_markdown(run_perf(settings, device, Path(args.out))), end="")
+    print(perf_markdown(run_perf(settings, device, Path(args.out), args.data_dir)), end="")
     return 0
 
 

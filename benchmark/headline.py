@@ -11,7 +11,8 @@ One command regenerates a dataset's committed results directory::
                                   covers (the README's summary)
     OUT/figures/                  accuracy against eps, adversarial examples, samples, ...
     OUT/headline.json             the settings, device and seconds per attack (the sum of its
-                                  cells' times, so a resumed run reports the full cost)
+                                  cells' times, so a resumed run reports the full cost), and the
+                                  devices that computed each attack's cells
 
 Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images
 (the table's ``n`` column says so); the rest on the first ``n``.
@@ -110,7 +111,7 @@ def run_headline(
 
     out = Path(out_dir)
     record: dict[str, Any] = {"config": asdict(cfg), "device": device, "robbench": __version__,
-                              "seconds": {}}
+                              "seconds": {}, "run_devices": {}}
     run_dirs = []
     for run in headline_runs(cfg.eot):
         if run.name not in cfg.attacks:
@@ -123,6 +124,8 @@ def run_headline(
                                    data_dir=data_dir, quiet=quiet,
                                    run_dir=out / "runs" / run.name)
         record["seconds"][run.name] = round(float(summary["seconds"].sum()), 1)
+        run_meta = json.loads((Path(run_dir) / "config.json").read_text())
+        record["run_devices"][run.name] = run_meta.get("devices", [run_meta["device"]])
         run_dirs.append(Path(run_dir))
     diagnostics = []
     if cfg.diagnostics is not None:

@@ -40,13 +40,15 @@ class PerfSettings:
     inference_examples: int = 10000
     repeats: int = 1
     scaling_examples: int = 64
+    guard_examples: int = 1000
+    guard_steps: int = 20
 
     @classmethod
     def cpu_smoke(cls) -> PerfSettings:
         """Sizes that finish in a few minutes on 2 CPU cores (same code, smaller workloads)."""
         return cls(dataset="digits", attack_examples=397, attack_batch=397, eot=8, steps=5,
                    train_examples=1400, train_batch=64, inference_examples=10000,
-                   scaling_examples=64)
+                   scaling_examples=64, guard_examples=397, guard_steps=10)
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -55,9 +57,15 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call (seconds)."""
-    fn()
+def timed(
+    fn: Callable[[], object],
+    device: torch.device,
+    repeats: int = 1,
+    warmup: Callable[[], object] | None = None,
+) -> float:
+    """Best wall time of ``repeats`` calls after a warm-up (``fn`` itself unless a smaller
+    ``warmup`` that runs the same kernels is given) (seconds)."""
+    (warmup or fn)()
     synchronize(device)
     best = float("inf")
     for _ in range(repeats):
@@ -89,16 +97,16 @@ def eot_pgd_seconds(spec, settings, device, reference: bool) -> float:
     x, y = _images(spec, settings.attack_examples, device)
     b = settings.attack_batch
 
-    def attack() -> None:
-        for i in range(0, len(x), b):
+    def attack(stop: int = len(x), steps: int = settings.steps) -> None:
+        for i in range(0, stop, b):
             if reference:
-                torchattacks.EOTPGD(model, eps=0.1, alpha=0.01, steps=settings.steps,
+                torchattacks.EOTPGD(model, eps=0.1, alpha=0.01, steps=steps,
                                     eot_iter=settings.eot)(x[i : i + b], y[i : i + b])
             else:
-                pgd(model, x[i : i + b], y[i : i + b], eps=0.1, steps=settings.steps,
+                pgd(model, x[i : i + b], y[i : i + b], eps=0.1, steps=steps,
                     step_size=0.01, eot=settings.eot)
 
-    return timed(attack, device, settings.repeats)
+    return timed(attack, device, settings.repeats, warmup=lambda: attack(b, 2))
 
 
 def training_epoch_seconds(spec, settings, device, reference: bool) -> float:
@@ -108,14 +116,14 @@ def training_epoch_seconds(spec, settings, device, reference: bool) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     b = settings.train_batch
 
-    def epoch() -> None:
-        for i in range(0, len(x), b):
+    def epoch(stop: int = len(x)) -> None:
+        for i in range(0, stop, b):
             loss, _ = joint_loss(model, x[i : i + b], y[i : i + b], spec.train)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-    return timed(epoch, device, settings.repeats)
+    return timed(epoch, device, settings.repeats, warmup=lambda: epoch(min(5 * b, len(x))))
 
 
 def inference_images_per_second(spec, settings, device, reference: bool) -> float:
@@ -169,8 +177,9 @@ def attack_step_cost(spec, device, n: int, reference: bool) -> dict[str, float]:
             "graph_bytes": memory}
 
 
-def matmul_flops_per_second(device: torch.device, size: int = 2048) -> float:
+def matmul_flops_per_second(device: torch.device, size: int | None = None) -> float:
     """Measured dense FP32 (TF32 where enabled) matmul rate: the hardware yardstick."""
+    size = size or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     seconds = timed(lambda: a @ b, device, 3)
@@ -198,15 +207,53 @@ def scaling(spec, settings, device) -> list[dict]:
     return rows
 
 
+def accuracy_guard(settings: PerfSettings, device: torch.device,
+                   data_dir: str | None = None) -> dict:
+    """PGD through the reference chain and through the fast chain on the shipped checkpoint,
+    same test images and seeds: the fast path must not change the robust accuracy."""
+    from robbench.datasets import load_dataset
+    from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+    from robbench.models.registry import load_model
+
+    model, _ = load_model("shortrun", settings.dataset, device=device, data_dir=data_dir,
+                          quiet=True)
+    data = load_dataset(settings.dataset, data_dir)
+    x = data.x_test[: settings.guard_examples].to(device)
+    y = data.y_test[: settings.guard_examples].to(device)
+    n, b, draws = len(x), settings.attack_batch, 4
+    result: dict = {"examples": n, "steps": settings.guard_steps, "eps": 0.1, "draws": draws}
+    adversarial = {}
+    for path in ("reference", "fast"):
+        model.reference = path == "reference"
+        torch.manual_seed(0)
+        x_adv = torch.cat([pgd(model, x[i : i + b], y[i : i + b], eps=0.1,
+                               steps=settings.guard_steps, step_size=0.01)
+                           for i in range(0, n, b)])
+        model.reference = False
+        torch.manual_seed(1)
+        _, acc = robust_accuracy(predict_draws(model, x_adv, draws), y.cpu())
+        low, high = wilson_interval(acc * n, n)
+        result[path] = {"accuracy": acc, "ci_low": low, "ci_high": high}
+        adversarial[path] = x_adv
+    result["max_abs_difference"] = (adversarial["reference"] - adversarial["fast"]).abs().max(
+    ).item()
+    ref = result["reference"]
+    result["passed"] = ref["ci_low"] <= result["fast"]["accuracy"] <= ref["ci_high"]
+    return result
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device).replace(" ", "-")
     return f"cpu-{platform.machine()}-{torch.get_num_threads()}threads"
 
 
-def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path) -> dict:
-    """Time every workload, reference and fast, and write the JSON, Markdown and figure."""
+def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path,
+             data_dir: str | None = None) -> dict:
+    """Time every workload, reference and fast, check their accuracy agrees, and write the
+    JSON, Markdown and figure."""
     spec = default_spec("shortrun", settings.dataset)
+    guard = accuracy_guard(settings, device, data_dir)  # first: it needs the data and checkpoint
     rows = []
     for workload, fn, unit in (
         (f"EOT-{settings.eot} PGD-{settings.steps}, {settings.attack_examples} images",
@@ -238,6 +285,7 @@ def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path) -> dic
                   "attack_achieved_flops_per_second": attack_flops / attack_row["fast"],
                   "attack_fraction_of_matmul_rate": attack_flops / attack_row["fast"] / peak},
         "scaling": scaling(spec, settings, device),
+        "accuracy_guard": guard,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     from robbench.models.checkpoint_io import atomic_write_bytes
@@ -269,6 +317,18 @@ def perf_markdown(result: dict) -> str:
               f"{f['attack_achieved_flops_per_second'] / 1e9:.1f} GFLOP/s, "
               f"{100 * f['attack_fraction_of_matmul_rate']:.1f}% of this device's measured "
               f"FP32 matmul rate ({f['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s)."]
+    g = result.get("accuracy_guard")
+    if g:
+        def acc(r: dict) -> str:
+            return (f"{100 * r['accuracy']:.1f}% [{100 * r['ci_low']:.1f}, "
+                    f"{100 * r['ci_high']:.1f}]")
+
+        lines += ["", f"Accuracy guard ({'PASS' if g['passed'] else 'FAIL'}): PGD-{g['steps']} "
+                  f"at L∞ ε = {g['eps']:g} on the first {g['examples']} test images, shipped "
+                  f"checkpoint, same seeds, {g['draws']} draws: reference chain "
+                  f"{acc(g['reference'])}, fast chain {acc(g['fast'])}; the adversarial "
+                  f"images differ by at most "
+                  f"{g['max_abs_difference']:.2g} per pixel."]
     return "\n".join(lines) + "\n"
 
 

@@ -148,18 +148,28 @@ def execute(
                 companions[name], _ = load_model(name, config.dataset, device=device,
                                                  quiet=quiet, data_dir=data_dir)
     done = {p.stem for p in cells_dir.glob("*.json")}
+    expected = {cell_id(m, "none", 0) for m in config.models} | {
+        cell_id(m, a, e) for m in config.models for a in config.attacks for e in config.eps_for(a)}
+    previous = (json.loads((run_dir / "config.json").read_text())
+                if (run_dir / "config.json").is_file() else None)
+    # Every device that computed cells of this run stays on record when it is resumed elsewhere.
+    devices = [device] if previous is None else sorted(
+        set(previous.get("devices", [previous["device"]]))
+        | ({device} if expected - done else set()))
     meta = {
         "run_id": config.run_id(),
         "config": dataclasses.asdict(config),
         "robbench_version": __version__,
         "torch_version": torch.__version__,
         "device": device,
+        "devices": devices,
         "checkpoints": {m: {"sha256": c["sha256"], "path": c.get("path"),
                             "clean_test_accuracy": c.get("clean_test_accuracy")}
                         for m, c in cards.items()},
         "examples": n,
     }
-    atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
+    if previous is None or expected - done:
+        atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
     common = {"dataset": config.dataset, "draws": config.draws, "seed": config.seed,
               "version": __version__}
     for name, model in models.items():

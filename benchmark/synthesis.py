@@ -54,7 +54,7 @@ def synthesize(
     files = plot_samples(model, out_dir, n=n, seed=seed)
     files += plot_reconstructions(model, data.x_test[:32].to(device), out_dir, seed=seed)
     m = len(data.x_test)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # CPU: the same z on any device
     with torch.no_grad():
         samples = torch.cat([model.sample(min(1000, m - i), generator=gen)
                              for i in range(0, m, 1000)])

@@ -75,7 +75,7 @@ def unlabelled_study(
             robust = _accuracy(model, x_adv.cpu(), y.cpu(), draws)
             fd = None
             if name == "shortrun":
-                gen = torch.Generator(device=device).manual_seed(seed)
+                gen = torch.Generator().manual_seed(seed)  # CPU: the same z on any device
                 with torch.no_grad():
                     samples = model.sample(len(data.x_test), generator=gen)
                 fd = frechet_distance(convnet_features(features, samples), test_features)

@@ -310,10 +310,15 @@ class ShortRunClassifier(nn.Module):
         return self.classify(self.infer(x, n_chains=self.n_chains))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Synthesised images g(z), z ~ N(0, I)."""
+        """Synthesised images g(z), z ~ N(0, I).
+
+        z is drawn on ``generator``'s device (a CPU generator gives the same z on every device)
+        and then moved to the model's.
+        """
         device = next(self.parameters()).device
-        z = torch.randn((n, self.config.latent), device=device, generator=generator)
-        return self.generator(z)
+        where = generator.device if generator is not None else device
+        z = torch.randn((n, self.config.latent), device=where, generator=generator)
+        return self.generator(z.to(device))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """g(z_K(x)) for one chain per input."""

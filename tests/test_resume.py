@@ -117,3 +117,22 @@ def test_quiet_silences_progress(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "convnet fgsm eps=0.2" in err and "ex/s" in err  # a bar with its rate
+
+
+def test_resumed_run_keeps_every_device_that_computed_its_cells(tmp_path: Path) -> None:
+    from robbench.run_grid import execute
+
+    config = RunConfig(dataset="digits", models=["convnet"], attacks=["fgsm"], eps=[0.1], n=8,
+                       draws=1)
+    run_dir = tmp_path / "run"
+    execute(config, device="cpu", quiet=True, run_dir=run_dir)
+    meta_path = run_dir / "config.json"
+    assert json.loads(meta_path.read_text())["devices"] == ["cpu"]
+    # As if the cells had been computed on a GPU and the directory copied here.
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "device": "cuda", "devices": ["cuda"]}))
+    execute(config, device="cpu", quiet=True, run_dir=run_dir)
+    assert json.loads(meta_path.read_text())["devices"] == ["cuda"]  # nothing computed here
+    (run_dir / "cells" / "convnet__fgsm__0.1.json").unlink()
+    execute(config, device="cpu", quiet=True, run_dir=run_dir)
+    assert json.loads(meta_path.read_text())["devices"] == ["cpu", "cuda"]
