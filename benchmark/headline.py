@@ -106,7 +106,7 @@ def run_headline(
     from robbench.models.checkpoint_io import atomic_write_bytes
     from robbench.models.config import MODEL_NAMES
     from robbench.plots import make_plots
-    from robbench.run_grid import RunConfig, execute
+    from robbench.run_grid import RunConfig, execute, run_devices
     from robbench.tables import results_table
 
     out = Path(out_dir)
@@ -124,8 +124,7 @@ def run_headline(
                                    data_dir=data_dir, quiet=quiet,
                                    run_dir=out / "runs" / run.name)
         record["seconds"][run.name] = round(float(summary["seconds"].sum()), 1)
-        run_meta = json.loads((Path(run_dir) / "config.json").read_text())
-        record["run_devices"][run.name] = run_meta.get("devices", [run_meta["device"]])
+        record["run_devices"][run.name] = run_devices(run_dir)
         run_dirs.append(Path(run_dir))
     diagnostics = []
     if cfg.diagnostics is not None:

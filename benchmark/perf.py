@@ -220,13 +220,13 @@ def accuracy_guard(settings: PerfSettings, device: torch.device,
     data = load_dataset(settings.dataset, data_dir)
     x = data.x_test[: settings.guard_examples].to(device)
     y = data.y_test[: settings.guard_examples].to(device)
-    n, b, draws = len(x), settings.attack_batch, 4
-    result: dict = {"examples": n, "steps": settings.guard_steps, "eps": 0.1, "draws": draws}
+    n, b, draws, eps = len(x), settings.attack_batch, 4, 0.1
+    result: dict = {"examples": n, "steps": settings.guard_steps, "eps": eps, "draws": draws}
     adversarial = {}
     for path in ("reference", "fast"):
         model.reference = path == "reference"
         torch.manual_seed(0)
-        x_adv = torch.cat([pgd(model, x[i : i + b], y[i : i + b], eps=0.1,
+        x_adv = torch.cat([pgd(model, x[i : i + b], y[i : i + b], eps=eps,
                                steps=settings.guard_steps, step_size=0.01)
                            for i in range(0, n, b)])
         model.reference = False

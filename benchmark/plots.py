@@ -217,20 +217,12 @@ def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
 
 def plot_trajectory(model: torch.nn.Module, x: torch.Tensor, out_dir: str | Path,
                     seed: int = 0) -> list[Path]:
-    """Rows: test images; columns: the image, then g(z_k) for k = 0..K of one Langevin chain.
-
-    The chain's noise is drawn on the CPU from the seeded global generator (the noise a CPU chain
-    draws) and moved to the model's device, so a GPU model is shown the same noise.
-    """
-    from robbench.models.shortrun import draw_langevin_noise
-
+    """Rows: test images; columns: the image, then g(z_k) for k = 0..K of one Langevin chain."""
     torch.manual_seed(seed)
     trajectory: list[torch.Tensor] = []
     model.eval()
-    device = next(model.parameters()).device
-    noise = draw_langevin_noise(model.config.langevin_steps, len(x), model.config.latent,
-                                dtype=x.dtype).to(device)
-    model.infer(x.to(device), noise=noise, trajectory=trajectory, differentiable=False)
+    model.infer(x.to(next(model.parameters()).device), trajectory=trajectory,
+                differentiable=False)
     with torch.no_grad():
         frames = [model.generator(z.detach()).cpu().numpy() for z in trajectory]
     steps = len(frames) - 1

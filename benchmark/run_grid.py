@@ -150,12 +150,10 @@ def execute(
     done = {p.stem for p in cells_dir.glob("*.json")}
     expected = {cell_id(m, "none", 0) for m in config.models} | {
         cell_id(m, a, e) for m in config.models for a in config.attacks for e in config.eps_for(a)}
-    previous = (json.loads((run_dir / "config.json").read_text())
-                if (run_dir / "config.json").is_file() else None)
+    previous = run_devices(run_dir) if (run_dir / "config.json").is_file() else None
     # Every device that computed cells of this run stays on record when it is resumed elsewhere.
     devices = [device] if previous is None else sorted(
-        set(previous.get("devices", [previous["device"]]))
-        | ({device} if expected - done else set()))
+        set(previous) | ({device} if expected - done else set()))
     meta = {
         "run_id": config.run_id(),
         "config": dataclasses.asdict(config),
@@ -246,6 +244,13 @@ def _record(common, preds, y, *, attack, backend, norm, eps, steps, eot, seconds
             "steps": int(steps), "eot": int(eot), "draws": int(preds.shape[0]), "n": n,
             "correct": round(acc * n, 4), "accuracy": acc, "ci_low": low, "ci_high": high,
             "seconds": round(seconds, 3)}
+
+
+def run_devices(run_dir: str | Path) -> list[str]:
+    """The devices that computed a run's cells (runs written before robbench recorded them all
+    name only the last one, ``device``)."""
+    meta = json.loads((Path(run_dir) / "config.json").read_text())
+    return meta.get("devices", [meta["device"]])
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

@@ -52,7 +52,7 @@ def synthesize(
     convnet, convnet_card = load_model("convnet", dataset, device=device, quiet=True,
                                          data_dir=data_dir)
     files = plot_samples(model, out_dir, n=n, seed=seed)
-    files += plot_reconstructions(model, data.x_test[:32].to(device), out_dir, seed=seed)
+    files += plot_reconstructions(model, data.x_test[:32], out_dir, seed=seed)
     m = len(data.x_test)
     gen = torch.Generator().manual_seed(seed)  # CPU: the same z on any device
     with torch.no_grad():

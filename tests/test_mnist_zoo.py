@@ -13,7 +13,6 @@ y=d.y_test[:300].numpy().astype(np.uint8))"
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +65,12 @@ def test_the_committed_mnist_run_is_reproduced(first_mnist_test_images):
 def test_the_cpu_run_reproduces_the_gpu_headline_within_its_intervals():
     """results/mnist/pgd (2 CPU cores) and the headline's runs/pgd (a GPU, other noise draws)
     are the same command's two runs: every cell lies within the other's 95% interval."""
-    from robbench.run_grid import read_summary
+    from robbench.run_grid import read_summary, run_devices
 
     cpu = read_summary(ROOT / "results" / "mnist" / "pgd").set_index(["model", "attack", "eps"])
     gpu_dir = ROOT / "results" / "mnist" / "runs" / "pgd"
     gpu = read_summary(gpu_dir).set_index(["model", "attack", "eps"])
-    meta = json.loads((gpu_dir / "config.json").read_text())
-    assert meta.get("devices", [meta["device"]]) == ["cuda"]
+    assert run_devices(gpu_dir) == ["cuda"]
     assert sorted(cpu.index) == sorted(gpu.index) and len(cpu) == 8
     for key in cpu.index:
         a, b = cpu.loc[key], gpu.loc[key]
