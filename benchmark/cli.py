@@ -71,6 +71,13 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
 def resolve_device(name: str) -> str:
     if name not in DEVICES:
         raise UsageError(f"device {name!r} is unknown; allowed: {', '.join(DEVICES)}")
@@ -203,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     unl = sub.add_parser("unlabelled", help="claim 2: N labels, M unlabelled images")
     unl.add_argument("--labels", default="100", help="comma-separated label budgets N")
-    unl.add_argument("--unlabelled", default="100,all",
-                     help="comma-separated generative-stage sizes M ('all' = training set)")
+    unl.add_argument("--unlabelled", default="labels,all",
+                     help="comma-separated generative-stage sizes M ('all' = training set, "
+                          "'labels' = N)")
+    unl.add_argument("--budget", type=positive_float, default=1.0,
+                     help="optimiser steps per stage, as a fraction of the full-data default")
     unl.add_argument("--n", type=positive_int, default=None, help="test examples")
     unl.add_argument("--eps", type=nonnegative_float, default=0.1)
     unl.add_argument("--out", default=None, help="directory (default results/<dataset>)")
@@ -460,29 +470,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return regression_check.check(args.baseline, quiet=args.quiet)
 
 
-def _sizes(text: str, what: str) -> list[int | None]:
-    sizes: list[int | None] = []
+def _sizes(text: str, what: str, words: tuple[str, ...] = ("all",)) -> list[int | str | None]:
+    sizes: list[int | str | None] = []
     for part in text.split(","):
         part = part.strip()
-        if part == "all":
-            sizes.append(None)
+        if part in words:
+            sizes.append(None if part == "all" else part)
         elif part.isdigit() and int(part) > 0:
             sizes.append(int(part))
         else:
-            raise UsageError(f"{what} {part!r} is not a positive integer or 'all'")
+            allowed = " or ".join(["a positive integer"] + [repr(w) for w in words])
+            raise UsageError(f"{what} {part!r} is not {allowed}")
     return sizes
 
 
 def cmd_unlabelled(args: argparse.Namespace) -> int:
     from robbench.unlabelled import unlabelled_study, write_study
 
-    labels = _sizes(args.labels, "labels")
-    if None in labels:
-        raise UsageError("labels 'all' is not a label budget; give positive integers")
-    frame = unlabelled_study(args.dataset, labels, _sizes(args.unlabelled, "unlabelled"),
-                             n_eval=args.n, eps=args.eps, data_dir=args.data_dir,
-                             device=resolve_device(args.device), quiet=args.quiet)
+    labels = _sizes(args.labels, "labels", words=())
+    sizes = _sizes(args.unlabelled, "unlabelled", ("all", "labels"))
     out = Path(args.out) if args.out else Path("results") / args.dataset
+    frame = unlabelled_study(args.dataset, labels, sizes, budget=args.budget, n_eval=args.n,
+                             eps=args.eps, data_dir=args.data_dir,
+                             device=resolve_device(args.device), quiet=args.quiet,
+                             grid_dir=out / "unlabelled")
     path = write_study(frame, out, args.command_line)
     print(path.read_text(), end="")
     return 0

@@ -200,7 +200,7 @@ def _mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarra
 
 
 def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
-                 seed: int = 0) -> list[Path]:
+                 seed: int = 0, name: str = "samples") -> list[Path]:
     """An image grid of g(z), z ~ N(0, I), synthesised by the Short Run generator."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -212,7 +212,7 @@ def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
     ax.set_title(f"Short Run generator samples g(z), z ~ N(0, I) (n={n}, seed {seed})",
                  fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_dir, "samples")
+    return _save(fig, out_dir, name)
 
 
 def plot_trajectory(model: torch.nn.Module, x: torch.Tensor, out_dir: str | Path,

@@ -1,12 +1,14 @@
 """Claim 2: does unlabelled data help? Train on N labels with M images for the generative stage.
 
 For each N, a ConvNet trained on the same N labels is the baseline. Classification stages run
-on the N labelled images with their epochs scaled by (training images / N), so every model
-takes about as many optimiser steps as the full-data default; the generative stage sees M.
+on the N labelled images and the generative stage on M images; every stage of every model takes
+the optimiser steps of its full-data default times ``budget``, so models differ only in the data
+they see, not in how long they train.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,26 @@ from robbench.synthesis import convnet_features, frechet_distance
 
 
 def scaled_spec(model: str, dataset: str, labels: int, unlabelled: int | None, train_size: int,
-                **overrides: Any):
-    """The default spec on ``labels`` labelled images, with label-stage epochs scaled up."""
+                budget: float = 1.0, **overrides: Any):
+    """The default spec on ``labels`` labelled images and ``unlabelled`` generative images.
+
+    Each stage's epochs are rescaled so that it takes ``budget`` times the optimiser steps the
+    default takes on the full ``train_size`` images.
+    """
     spec = default_spec(model, dataset)
-    scale = max(1, round(train_size / labels))
     t = spec.train
-    epochs = ({"epochs": t.epochs * scale} if model == "convnet" else
-              {"discriminative_epochs": t.discriminative_epochs * scale,
-               "bptt_epochs": t.bptt_epochs * scale, "unlabelled": unlabelled})
+    steps_per_epoch = math.ceil(train_size / t.batch_size)
+
+    def epochs_on(default_epochs: float, size: int) -> float:
+        return budget * default_epochs * steps_per_epoch / math.ceil(size / t.batch_size)
+
+    if model == "convnet":
+        epochs = {"epochs": epochs_on(t.epochs, labels)}
+    else:
+        pool = train_size if unlabelled is None else max(unlabelled, labels)
+        epochs = {"generative_epochs": epochs_on(t.generative_epochs, pool),
+                  "discriminative_epochs": epochs_on(t.discriminative_epochs, labels),
+                  "bptt_epochs": epochs_on(t.bptt_epochs, labels), "unlabelled": unlabelled}
     return override_spec(spec, labels=labels, **{**epochs, **overrides})
 
 
@@ -42,8 +56,9 @@ def _accuracy(model, x, y, draws: int) -> tuple[float, float, float]:
 def unlabelled_study(
     dataset: str,
     labels: Sequence[int],
-    unlabelled: Sequence[int | None],
+    unlabelled: Sequence[int | str | None],
     *,
+    budget: float = 1.0,
     n_eval: int | None = None,
     eps: float = 0.1,
     draws: int = 10,
@@ -52,8 +67,15 @@ def unlabelled_study(
     device: str = "cpu",
     quiet: bool = False,
     overrides: dict[str, Any] | None = None,
+    grid_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One row per model: clean and PGD robust accuracy, and the samples' Fréchet distance."""
+    """One row per model: clean and PGD robust accuracy, and the samples' Fréchet distance.
+
+    ``unlabelled`` sizes are image counts, ``None`` for the whole training set, or ``"labels"``
+    for M = N. With ``grid_dir``, each Short Run generator's samples are drawn there as a grid.
+    """
+    from robbench.plots import plot_samples
+
     data = load_dataset(dataset, data_dir)
     n = len(data.x_test) if n_eval is None else min(n_eval, len(data.x_test))
     x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
@@ -62,11 +84,13 @@ def unlabelled_study(
     test_features = convnet_features(features, data.x_test)
     rows = []
     for n_labels in labels:
-        runs = [("convnet", None)] + [("shortrun", m) for m in unlabelled]
+        sizes = [n_labels if m == "labels" else m for m in unlabelled]
+        runs = [("convnet", None)] + [("shortrun", m) for m in dict.fromkeys(sizes)]
         for name, m in runs:
             if m is not None and m < n_labels:
                 continue
-            spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), **(overrides or {}))
+            spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), budget,
+                               **(overrides or {}))
             model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet,
                                      data_dir=data_dir)
             torch.manual_seed(seed)
@@ -79,6 +103,10 @@ def unlabelled_study(
                 with torch.no_grad():
                     samples = model.sample(len(data.x_test), generator=gen)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
+                if grid_dir is not None:
+                    Path(grid_dir).mkdir(parents=True, exist_ok=True)
+                    plot_samples(model, Path(grid_dir), seed=seed,
+                                 name=f"samples-N{n_labels}-M{m or len(data.x_train)}")
             rows.append({"model": name, "labels": n_labels,
                          "unlabelled": "-" if name == "convnet" else (m or len(data.x_train)),
                          "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",

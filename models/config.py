@@ -74,13 +74,14 @@ class TrainConfig:
 
     The learning rate of each stage stays constant for its first ``anneal_from`` fraction of
     steps and then decays to zero on a cosine (the thesis anneals after 75%; 1.0 never anneals).
+    Epoch counts may be fractional: training then stops part-way through the last pass.
     """
 
     objective: str = "stages"
-    epochs: int = 30
-    generative_epochs: int = 20
-    discriminative_epochs: int = 10
-    bptt_epochs: int = 20
+    epochs: float = 30
+    generative_epochs: float = 20
+    discriminative_epochs: float = 10
+    bptt_epochs: float = 20
     lr: float = 2e-3
     bptt_lr: float = 1e-3
     batch_size: int = 64

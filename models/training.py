@@ -149,15 +149,21 @@ def joint_loss(
 
 
 def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> float:
+    """Optimise for ``epochs`` passes over ``x``; a fractional count ends within the last pass."""
     last = float("nan")
     per_epoch = math.ceil(len(x) / cfg.batch_size)
+    total_steps = round(epochs * per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: annealed_lr_factor(step, epochs * per_epoch, cfg.anneal_from)
+        opt, lambda step: annealed_lr_factor(step, total_steps, cfg.anneal_from)
     )
-    bar = tqdm(range(epochs), desc=desc, disable=quiet or epochs == 0, leave=False)
+    steps = 0
+    bar = tqdm(range(math.ceil(epochs)), desc=desc, disable=quiet or total_steps == 0,
+               leave=False)
     for _ in bar:
         total, seen, correct = 0.0, 0, 0
         for idx in _batches(len(x), cfg.batch_size, gen):
+            if steps == total_steps:
+                break
             xb = x[idx].to(device)
             yb = y[idx].to(device) if y is not None else None
             loss, logits = loss_fn(model, xb, yb, cfg)
@@ -165,6 +171,7 @@ def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> fl
             loss.backward()
             opt.step()
             schedule.step()
+            steps += 1
             total += loss.item() * len(idx)
             seen += len(idx)
             if logits is not None:

@@ -76,3 +76,23 @@ def test_the_cpu_run_reproduces_the_gpu_headline_within_its_intervals():
         a, b = cpu.loc[key], gpu.loc[key]
         assert a.n == b.n == 1000, key
         assert b.ci_low <= a.accuracy <= b.ci_high and a.ci_low <= b.accuracy <= a.ci_high, key
+
+
+def test_the_full_test_set_fgsm_run_agrees_with_the_headline_on_its_first_images():
+    """results/mnist/full/fgsm (all 10,000 images, CPU) restricted to the first 1,000 lies
+    within the 95% interval of the headline's runs/fgsm (those 1,000 images, GPU) in every cell."""
+    from robbench.evaluation import robust_accuracy
+    from robbench.run_grid import read_summary
+
+    full_dir = ROOT / "results" / "mnist" / "full" / "fgsm"
+    full = read_summary(full_dir).set_index(["model", "attack", "eps"])
+    headline = read_summary(ROOT / "results" / "mnist" / "runs" / "fgsm").set_index(
+        ["model", "attack", "eps"])
+    assert sorted(full.index) == sorted(headline.index) and len(full) == 8
+    assert (full.n == 10_000).all() and (headline.n == 1000).all()
+    for model, attack, eps in full.index:
+        outcomes = load_outcomes(full_dir, cell_id(model, attack, eps))
+        preds = torch.from_numpy(outcomes["pred"][:, :1000])
+        _, first = robust_accuracy(preds, torch.from_numpy(outcomes["label"][:1000]))
+        row = headline.loc[(model, attack, eps)]
+        assert row.ci_low <= first <= row.ci_high, (model, attack, eps, first)

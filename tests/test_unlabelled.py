@@ -2,27 +2,67 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+import torch
+
 from robbench.cli import main
+from robbench.models.registry import build_model, default_spec, override_spec
+from robbench.models.training import train_model
 from robbench.unlabelled import scaled_spec, unlabelled_study
 
 
-def test_label_stage_epochs_scale_with_the_label_budget():
+def _steps(epochs: float, size: int, batch: int) -> int:
+    return round(epochs * math.ceil(size / batch))
+
+
+def test_every_stage_takes_the_default_steps_times_the_budget():
+    # digits: 1,400 training images, batch 64, so 22 steps per full-data epoch.
     spec = scaled_spec("shortrun", "digits", 100, 300, 1400)
-    assert spec.train.labels == 100 and spec.train.unlabelled == 300
-    assert spec.train.bptt_epochs == 20 * 14 and spec.train.generative_epochs == 20
-    assert scaled_spec("convnet", "digits", 700, None, 1400).train.epochs == 30 * 2
+    t = spec.train
+    assert t.labels == 100 and t.unlabelled == 300
+    assert _steps(t.generative_epochs, 300, 64) == 20 * 22
+    assert _steps(t.discriminative_epochs, 100, 64) == 10 * 22
+    assert _steps(t.bptt_epochs, 100, 64) == 20 * 22
+    half = scaled_spec("shortrun", "digits", 100, None, 1400, budget=0.5).train
+    assert _steps(half.generative_epochs, 1400, 64) == 10 * 22
+    assert _steps(half.bptt_epochs, 100, 64) == 10 * 22
+    convnet = scaled_spec("convnet", "digits", 700, None, 1400).train
+    assert _steps(convnet.epochs, 700, 64) == 30 * 22
 
 
-def test_study_rows_cover_the_convnet_and_each_unlabelled_size():
+def test_fractional_epochs_stop_within_the_last_pass():
+    spec = override_spec(default_spec("convnet", "digits"), epochs=1.5, batch_size=10)
+    model = build_model(spec.model)
+    steps = []
+    model.register_forward_hook(lambda *_: steps.append(1))
+    train_model(model, spec, torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,)), quiet=True)
+    assert len(steps) == 6  # 4 steps per pass, 1.5 passes
+
+
+def test_study_rows_cover_the_convnet_and_each_unlabelled_size(tmp_path):
     fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
-    frame = unlabelled_study("digits", [30], [30, 200, 10], n_eval=20, draws=2, quiet=True,
-                             overrides=fast)
+    frame = unlabelled_study("digits", [30], ["labels", 200, 10], n_eval=20, draws=2,
+                             quiet=True, overrides=fast, grid_dir=tmp_path)
     assert list(frame.model) == ["convnet", "shortrun", "shortrun"]  # M=10 < N is skipped
     assert list(frame.unlabelled) == ["-", 30, 200]
     assert frame.clean.between(0, 1).all() and frame["pgd_0.1"].between(0, 1).all()
     assert frame.frechet_distance.iloc[1:].gt(0).all()
+    assert {p.name for p in tmp_path.glob("*.png")} == {"samples-N30-M30.png",
+                                                          "samples-N30-M200.png"}
 
 
 def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
     assert main(["unlabelled", "--labels", "ten", "--out", str(tmp_path)]) == 2
-    assert "labels 'ten' is not a positive integer or 'all'" in capsys.readouterr().err
+    assert "labels 'ten' is not a positive integer" in capsys.readouterr().err
+    assert main(["unlabelled", "--labels", "all", "--out", str(tmp_path)]) == 2
+    assert "labels 'all' is not a positive integer" in capsys.readouterr().err
+    assert main(["unlabelled", "--unlabelled", "some", "--out", str(tmp_path)]) == 2
+    assert ("unlabelled 'some' is not a positive integer or 'all' or 'labels'"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["unlabelled", "--budget", "0", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "'0' must be a finite number > 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
