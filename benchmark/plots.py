@@ -200,8 +200,11 @@ def _mosaic(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarra
 
 
 def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
-                 seed: int = 0, name: str = "samples") -> list[Path]:
-    """An image grid of g(z), z ~ N(0, I), synthesised by the Short Run generator."""
+                 seed: int = 0, name: str = "samples", caption: str = "") -> list[Path]:
+    """An image grid of g(z), z ~ N(0, I), synthesised by the Short Run generator.
+
+    ``caption`` is a second title line naming the generator (e.g. its training data).
+    """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         x = model.sample(n, generator=gen).cpu().numpy()
@@ -209,8 +212,8 @@ def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
     fig, ax = plt.subplots(figsize=(6, 6.3))
     ax.imshow(_mosaic(x, side, side), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
-    ax.set_title(f"Short Run generator samples g(z), z ~ N(0, I) (n={n}, seed {seed})",
-                 fontsize=10)
+    title = f"Short Run generator samples g(z), z ~ N(0, I) (n={n}, seed {seed})"
+    ax.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out_dir, name)
 

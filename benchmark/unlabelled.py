@@ -104,9 +104,12 @@ def unlabelled_study(
                     samples = model.sample(len(data.x_test), generator=gen)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
                 if grid_dir is not None:
+                    size = m or len(data.x_train)
                     Path(grid_dir).mkdir(parents=True, exist_ok=True)
                     plot_samples(model, Path(grid_dir), seed=seed,
-                                 name=f"samples-N{n_labels}-M{m or len(data.x_train)}")
+                                 name=f"samples-N{n_labels}-M{size}",
+                                 caption=f"{dataset}: N = {n_labels} labels, M = {size} "
+                                         "images for the generative stage")
             rows.append({"model": name, "labels": n_labels,
                          "unlabelled": "-" if name == "convnet" else (m or len(data.x_train)),
                          "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",
