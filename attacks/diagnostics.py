@@ -30,7 +30,7 @@ from torch import nn
 from robbench import __version__
 from robbench.attacks.eot import eot_loss_grad
 from robbench.attacks.registry import attack_params, craft
-from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+from robbench.evaluation import accuracy_with_interval
 from robbench.models.checkpoint_io import atomic_write_bytes
 
 COLUMNS = ["check", "attack", "setting", "eps", "accuracy", "ci_low", "ci_high", "reference",
@@ -60,14 +60,6 @@ class DiagnoseConfig:
         """A tiny configuration for tests (seconds)."""
         return cls(n=16, eps=(0.1, 0.3), steps=3, eot=2, step_ladder=(2, 4), eot_ladder=(1, 2),
                    eot_ladder_steps=2, square_queries=20, draws=2)
-
-
-def _evaluate(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, draws: int
-              ) -> tuple[float, float, float]:
-    preds = predict_draws(model, x_adv, draws)  # on the CPU, whatever the model's device
-    _, acc = robust_accuracy(preds, y.cpu())
-    low, high = wilson_interval(acc * len(y), len(y))
-    return acc, low, high
 
 
 def _row(check: str, attack: str, setting: str, eps: float | None, result=None,
@@ -135,13 +127,13 @@ def run_diagnostics(
         params = attack_params(name, **settings)
         adv = craft(name, model, x, y, [eps], params=params, companions=models)[eps]
         torch.manual_seed(cfg.seed + 1)
-        return _evaluate(model, adv, y, cfg.draws)
+        return accuracy_with_interval(model, adv, y, cfg.draws)
 
     def pgd_eot(eps: float, steps: int, eot: int) -> tuple[float, float, float]:
         return attack("eot-pgd", eps, steps=steps, step_size=2.5 * eps / steps, eot=eot)
 
     torch.manual_seed(cfg.seed)
-    clean = _evaluate(model, x, y, cfg.draws)
+    clean = accuracy_with_interval(model, x, y, cfg.draws)
     rows.append(_row("clean accuracy", "none", f"n={n}, R={cfg.draws} draws", 0.0, clean))
 
     # 1. robust accuracy vs eps, and 2. very large eps

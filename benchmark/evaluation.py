@@ -36,5 +36,14 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
 
 def robust_accuracy(preds: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Per-example fraction of draws classified correctly, and its mean (the accuracy)."""
-    per_example = (preds == y[None]).float().mean(0)
+    per_example = (preds == y.to(preds.device)[None]).float().mean(0)
     return per_example, per_example.mean().item() if len(y) else float("nan")
+
+
+def accuracy_with_interval(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int
+) -> tuple[float, float, float]:
+    """Accuracy over ``draws`` passes and its 95% Wilson interval: (accuracy, low, high)."""
+    _, acc = robust_accuracy(predict_draws(model, x, draws), y)
+    low, high = wilson_interval(acc * len(y), len(y))
+    return acc, low, high

@@ -212,7 +212,7 @@ def accuracy_guard(settings: PerfSettings, device: torch.device,
     """PGD through the reference chain and through the fast chain on the shipped checkpoint,
     same test images and seeds: the fast path must not change the robust accuracy."""
     from robbench.datasets import load_dataset
-    from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+    from robbench.evaluation import accuracy_with_interval
     from robbench.models.registry import load_model
 
     model, _ = load_model("shortrun", settings.dataset, device=device, data_dir=data_dir,
@@ -231,8 +231,7 @@ def accuracy_guard(settings: PerfSettings, device: torch.device,
                            for i in range(0, n, b)])
         model.reference = False
         torch.manual_seed(1)
-        _, acc = robust_accuracy(predict_draws(model, x_adv, draws), y.cpu())
-        low, high = wilson_interval(acc * n, n)
+        acc, low, high = accuracy_with_interval(model, x_adv, y, draws)
         result[path] = {"accuracy": acc, "ci_low": low, "ci_high": high}
         adversarial[path] = x_adv
     result["max_abs_difference"] = (adversarial["reference"] - adversarial["fast"]).abs().max(

@@ -205,9 +205,9 @@ def plot_samples(model: torch.nn.Module, out_dir: str | Path, n: int = 64,
 
     ``caption`` is a second title line naming the generator (e.g. its training data).
     """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x = model.sample(n, generator=gen).cpu().numpy()
+    from robbench.synthesis import generator_samples
+
+    x = generator_samples(model, n, seed).cpu().numpy()
     side = int(np.ceil(np.sqrt(n)))
     fig, ax = plt.subplots(figsize=(6, 6.3))
     ax.imshow(_mosaic(x, side, side), cmap="gray", vmin=0, vmax=1, interpolation="nearest")

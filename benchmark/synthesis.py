@@ -31,6 +31,16 @@ def convnet_features(convnet: torch.nn.Module, x: torch.Tensor, batch: int = 100
                       for i in range(0, len(x), batch)]).double().numpy()
 
 
+@torch.no_grad()
+def generator_samples(model: torch.nn.Module, n: int, seed: int = 0,
+                      batch: int = 1000) -> torch.Tensor:
+    """``n`` samples g(z), z ~ N(0, I), from one CPU generator seeded ``seed``: the same z on
+    any device, in batches so that memory stays flat."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([model.sample(min(batch, n - i), generator=gen)
+                      for i in range(0, n, batch)])
+
+
 def synthesize(
     dataset: str,
     out_dir: str | Path,
@@ -54,10 +64,8 @@ def synthesize(
     files = plot_samples(model, out_dir, n=n, seed=seed)
     files += plot_reconstructions(model, data.x_test[:32], out_dir, seed=seed)
     m = len(data.x_test)
-    gen = torch.Generator().manual_seed(seed)  # CPU: the same z on any device
+    samples = generator_samples(model, m, seed)
     with torch.no_grad():
-        samples = torch.cat([model.sample(min(1000, m - i), generator=gen)
-                             for i in range(0, m, 1000)])
         torch.manual_seed(seed)
         recon = torch.cat([model.reconstruct(data.x_test[i : i + 1000].to(device))
                            for i in range(0, m, 1000)])

@@ -18,39 +18,36 @@ import torch
 
 from robbench.attacks.registry import craft
 from robbench.datasets import load_dataset
-from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+from robbench.evaluation import accuracy_with_interval
 from robbench.models.registry import default_spec, load_model, override_spec
-from robbench.synthesis import convnet_features, frechet_distance
+from robbench.models.training import subset_sizes
+from robbench.synthesis import convnet_features, frechet_distance, generator_samples
 
 
 def scaled_spec(model: str, dataset: str, labels: int, unlabelled: int | None, train_size: int,
-                budget: float = 1.0, **overrides: Any):
+                budget: float = 1.0, classes: int = 10, **overrides: Any):
     """The default spec on ``labels`` labelled images and ``unlabelled`` generative images.
 
     Each stage's epochs are rescaled so that it takes ``budget`` times the optimiser steps the
     default takes on the full ``train_size`` images.
     """
-    spec = default_spec(model, dataset)
+    default = default_spec(model, dataset)
+    spec = override_spec(default, labels=labels,
+                         unlabelled=unlabelled if model == "shortrun" else None)
     t = spec.train
+    n_labelled, pool = subset_sizes(t, train_size, classes)
     steps_per_epoch = math.ceil(train_size / t.batch_size)
 
     def epochs_on(default_epochs: float, size: int) -> float:
         return budget * default_epochs * steps_per_epoch / math.ceil(size / t.batch_size)
 
     if model == "convnet":
-        epochs = {"epochs": epochs_on(t.epochs, labels)}
+        epochs = {"epochs": epochs_on(t.epochs, n_labelled)}
     else:
-        pool = train_size if unlabelled is None else max(unlabelled, labels)
         epochs = {"generative_epochs": epochs_on(t.generative_epochs, pool),
-                  "discriminative_epochs": epochs_on(t.discriminative_epochs, labels),
-                  "bptt_epochs": epochs_on(t.bptt_epochs, labels), "unlabelled": unlabelled}
-    return override_spec(spec, labels=labels, **{**epochs, **overrides})
-
-
-def _accuracy(model, x, y, draws: int) -> tuple[float, float, float]:
-    _, acc = robust_accuracy(predict_draws(model, x, draws), y)
-    low, high = wilson_interval(acc * len(y), len(y))
-    return acc, low, high
+                  "discriminative_epochs": epochs_on(t.discriminative_epochs, n_labelled),
+                  "bptt_epochs": epochs_on(t.bptt_epochs, n_labelled)}
+    return override_spec(spec, **{**epochs, **overrides})
 
 
 def unlabelled_study(
@@ -90,18 +87,16 @@ def unlabelled_study(
             if m is not None and m < n_labels:
                 continue
             spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), budget,
-                               **(overrides or {}))
+                               data.classes, **(overrides or {}))
             model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet,
                                      data_dir=data_dir)
             torch.manual_seed(seed)
-            clean = _accuracy(model, x.cpu(), y.cpu(), draws)
+            clean = accuracy_with_interval(model, x, y, draws)
             x_adv = craft("pgd", model, x, y, [eps])[eps]
-            robust = _accuracy(model, x_adv.cpu(), y.cpu(), draws)
+            robust = accuracy_with_interval(model, x_adv, y, draws)
             fd = None
             if name == "shortrun":
-                gen = torch.Generator().manual_seed(seed)  # CPU: the same z on any device
-                with torch.no_grad():
-                    samples = model.sample(len(data.x_test), generator=gen)
+                samples = generator_samples(model, len(data.x_test), seed)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
                 if grid_dir is not None:
                     size = m or len(data.x_train)

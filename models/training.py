@@ -52,6 +52,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return robust_accuracy(predict_draws(model, x, draws=1), y)[1]
 
 
+def subset_sizes(t: TrainConfig, train_size: int, classes: int) -> tuple[int, int]:
+    """(labelled images, generative-stage pool) that ``select_subsets`` takes from
+    ``train_size`` images of ``classes`` classes."""
+    labelled = train_size if t.labels is None else max(t.labels // classes, 1) * classes
+    pool = train_size if t.unlabelled is None else max(t.unlabelled, labelled)
+    return labelled, pool
+
+
 def select_subsets(
     spec: ModelSpec, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -63,14 +71,13 @@ def select_subsets(
     t = spec.train
     gen = torch.Generator().manual_seed(t.seed + 1)
     perm = torch.randperm(len(x), generator=gen)
+    classes = int(y.max()) + 1
+    n_labelled, pool_size = subset_sizes(t, len(x), classes)
     if t.labels is None:
         labelled = perm
     else:
-        classes = int(y.max()) + 1
-        per_class = max(t.labels // classes, 1)
-        chosen = [perm[y[perm] == c][:per_class] for c in range(classes)]
+        chosen = [perm[y[perm] == c][: n_labelled // classes] for c in range(classes)]
         labelled = torch.cat(chosen)
-    pool_size = len(x) if t.unlabelled is None else max(t.unlabelled, len(labelled))
     rest = perm[~torch.isin(perm, labelled)]
     pool = torch.cat([labelled, rest[: pool_size - len(labelled)]])
     return x[labelled], y[labelled], x[pool]

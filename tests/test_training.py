@@ -8,7 +8,7 @@ from torch import nn
 
 from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.registry import build_model
-from robbench.models.training import select_subsets, train_model
+from robbench.models.training import select_subsets, subset_sizes, train_model
 
 
 def _loss(model, x, y):
@@ -50,3 +50,9 @@ def test_label_subsets_are_balanced_and_pool_contains_them(digits):
     assert len(x_lab) == 50 and torch.bincount(y_lab, minlength=10).tolist() == [5] * 10
     assert len(pool) == 300
     assert torch.equal(pool[:50], x_lab)
+    # the sizes the unlabelled study plans its steps with are the ones drawn
+    assert subset_sizes(spec.train, len(digits.x_train), 10) == (50, 300)
+    odd = TrainConfig(labels=57, unlabelled=None)
+    x_lab, _, pool = select_subsets(ModelSpec("digits", spec.model, odd), digits.x_train,
+                                    digits.y_train)
+    assert subset_sizes(odd, len(digits.x_train), 10) == (len(x_lab), len(pool)) == (50, 1400)
