@@ -56,8 +56,9 @@ ATTACKS: dict[str, AttackSpec] = {
                        {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "seed": 0},
                        {"torchattacks": ta.apgd}),
     "autoattack-rand": AttackSpec("autoattack-rand", "linf",
-                                  "AutoAttack 'rand' (APGD-CE + APGD-DLR, 10 steps, EOT 20) for "
-                                  "randomised defenses", {"steps": 10, "eot": 20, "seed": 0},
+                                  "AutoAttack 'rand' for randomised defenses, as the reference "
+                                  "implementation runs it: APGD-CE + APGD-DLR, 100 steps, EOT 20",
+                                  {"steps": 100, "eot": 20, "seed": 0},
                                   {"torchattacks": ta.autoattack_rand}),
     "square": AttackSpec("square", "linf", "Square attack, score-based black box (no gradients)",
                          {"n_queries": 1000, "restarts": 1, "seed": 0},

@@ -88,9 +88,10 @@ def apgd(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
 
 
 def autoattack_rand(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """AutoAttack's version for randomised defenses, as ``torchattacks.AutoAttack(version=
-    'rand')`` builds it (APGD-CE then APGD-DLR on the survivors, EOT 20, 10 steps each), with the
-    EOT draws and steps taken from ``params`` so that the recorded values are the ones that ran."""
+    """AutoAttack's version for randomised defenses: APGD-CE, then APGD-DLR on the survivors,
+    one restart each, as ``torchattacks.AutoAttack(version='rand')`` builds it, but with the EOT
+    draws and steps taken from ``params`` so that the recorded values are the ones that ran.
+    (torchattacks runs 10 steps; the reference implementation, and robbench's default, 100.)"""
     lp = "Linf" if norm == "linf" else "L2"
     return [
         torchattacks.MultiAttack([

@@ -39,6 +39,21 @@ def parse_names(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return names
 
 
+def attack_sizes(text: str, allowed: Sequence[str]) -> dict[str, int]:
+    """``NAME=N,...`` into {name: N}, each name one of ``allowed`` and each N >= 1."""
+    sizes: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep:
+            raise UsageError(f"{item.strip()!r} is not NAME=N (e.g. square=200)")
+        parse_names(name.strip(), allowed, "headline attack")
+        try:
+            sizes[name.strip()] = positive_int(value.strip())
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"test examples for {name.strip()}: {err}") from None
+    return sizes
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -235,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--n", type=positive_int, default=None, help="test examples (default all)")
     head.add_argument("--n-eot", type=positive_int, default=1000, dest="n_eot",
                       help="test examples for EOT-PGD, APGD, AutoAttack-rand and Square")
+    head.add_argument("--n-attack", default=None, dest="n_attack", metavar="NAME=N,...",
+                      help="test examples for single attacks, e.g. square=200 (overrides --n-eot "
+                      "and --n for them)")
     head.add_argument("--draws", type=positive_int, default=10,
                       help="fresh forward passes R per example for the stochastic model")
     head.add_argument("--eot", type=positive_int, default=16, help="EOT-PGD noise draws M")
@@ -434,8 +452,9 @@ def cmd_headline(args: argparse.Namespace) -> int:
     from robbench.headline import HEADLINE_NAMES, HeadlineConfig, run_headline
 
     diagnose = DiagnoseConfig(n=args.diagnostics_n, seed=args.seed) if args.diagnostics else None
+    n_attack = attack_sizes(args.n_attack, HEADLINE_NAMES) if args.n_attack else {}
     cfg = HeadlineConfig(dataset=args.dataset, n=args.n, n_eot=args.n_eot, draws=args.draws,
-                         eot=args.eot, seed=args.seed, diagnostics=diagnose)
+                         eot=args.eot, seed=args.seed, diagnostics=diagnose, n_attack=n_attack)
     if args.attacks:
         cfg.attacks = tuple(parse_names(args.attacks, HEADLINE_NAMES, "headline attack"))
     out = Path(args.out) if args.out else Path("results") / args.dataset

@@ -14,8 +14,10 @@ One command regenerates a dataset's committed results directory::
                                   cells' times, so a resumed run reports the full cost), and the
                                   devices that computed each attack's cells
 
-Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images
-(the table's ``n`` column says so); the rest on the first ``n``.
+Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images,
+the rest on the first ``n``; ``n_attack`` gives single attacks their own size, so that one too
+expensive for the device at hand can run on fewer images without shrinking the others (the
+table's ``n`` column says which ran on how many, and the worst case is given per size).
 """
 
 from __future__ import annotations
@@ -80,13 +82,23 @@ class HeadlineConfig:
     seed: int = 0
     attacks: tuple[str, ...] = HEADLINE_NAMES
     diagnostics: DiagnoseConfig | None = field(default_factory=DiagnoseConfig)  # None: skip
+    n_attack: dict[str, int] = field(default_factory=dict)  # per-attack sizes, capped by n
 
     def __post_init__(self) -> None:
-        for name in self.attacks:
+        for name in (*self.attacks, *self.n_attack):
             if name not in HEADLINE_NAMES:
                 raise ValueError(
                     f"headline attack {name!r} is unknown; allowed: {', '.join(HEADLINE_NAMES)}"
                 )
+        for name, size in self.n_attack.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"test examples for {name} {size!r} must be an integer >= 1")
+
+    def size(self, run: HeadlineRun) -> int | None:
+        """Test examples ``run`` covers: its own size, else n_eot for EOT-sized attacks, else n,
+        never more than n."""
+        default = _smaller(self.n, self.n_eot) if run.eot_sized else self.n
+        return _smaller(self.n, self.n_attack[run.name]) if run.name in self.n_attack else default
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:
@@ -116,9 +128,8 @@ def run_headline(
     for run in headline_runs(cfg.eot):
         if run.name not in cfg.attacks:
             continue
-        n = _smaller(cfg.n, cfg.n_eot) if run.eot_sized else cfg.n
         config = RunConfig(dataset=cfg.dataset, models=list(MODEL_NAMES), attacks=[run.name],
-                           eps=list(run.eps), n=n, draws=cfg.draws, seed=cfg.seed,
+                           eps=list(run.eps), n=cfg.size(run), draws=cfg.draws, seed=cfg.seed,
                            params=dict(run.params))
         run_dir, summary = execute(config, out / "runs", device=device, batch_size=batch_size,
                                    data_dir=data_dir, quiet=quiet,
@@ -157,9 +168,9 @@ def worst_case_summary(run_dirs: list[Path]) -> pd.DataFrame:
     clean = wide[wide.attack == "none"]
     clean = clean[clean.n == clean.n.max()].head(1).assign(attack="clean", eps="-")
     worst = wide[wide.attack == WORST_CASE]
-    covered = worst_case_frame(run_dirs).groupby(["norm", "eps"])["attacks"].first()
-    worst = worst.assign(attacks=[covered[(n, e)] for n, e in zip(worst.norm, worst.eps,
-                                                                    strict=True)])
+    covered = worst_case_frame(run_dirs).groupby(["norm", "eps", "n"])["attacks"].first()
+    worst = worst.assign(attacks=[covered[key] for key in zip(worst.norm, worst.eps, worst.n,
+                                                              strict=True)])
     models = [c for c in wide.columns if c not in
               ("dataset", "attack", "norm", "eps", "steps", "eot", "n")]
     columns = ["attack", "norm", "eps", "n", *models, "attacks"]

@@ -46,8 +46,10 @@ def _save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out_dir / f"{name}.{ext}"
-        with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text
-            fig.savefig(path, dpi=130, bbox_inches="tight")
+        # SVG text stays text; no date and fixed element ids, so a redrawn figure diffs clean
+        with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "robbench"}):
+            fig.savefig(path, dpi=130, bbox_inches="tight",
+                        metadata={"Date": None} if ext == "svg" else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -63,8 +65,11 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
     """Robust accuracy against eps, one panel per (dataset, norm), Wilson bands and error bars.
 
     Each attack's line starts at eps = 0 with the model's clean accuracy. ``worst`` (from
-    :func:`robbench.tables.worst_case_frame`) adds the per-example worst case as a thick line.
+    :func:`robbench.tables.worst_case_frame`) adds the per-example worst case over every attack
+    as a thick line.
     """
+    from robbench.tables import every_attack_rows
+
     out_dir = Path(out_dir)
     attacked = summary[summary["attack"] != "none"]
     if attacked.empty:
@@ -92,8 +97,9 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
                             linestyle=_STYLES[j % len(_STYLES)], capsize=3, markersize=5,
                             linewidth=1.2, label=f"{model_label(model)} - {attack}")
             if worst is not None and not worst.empty:
-                w = worst[(worst["dataset"] == dataset) & (worst["norm"] == norm)
-                          & (worst["model"] == model)].sort_values("eps")
+                w = every_attack_rows(worst)
+                w = w[(w["dataset"] == dataset) & (w["norm"] == norm)
+                      & (w["model"] == model)].sort_values("eps")
                 if len(attacks) > 1 and not w.empty:
                     start = clean["accuracy"].head(1).tolist()
                     ax.plot([0.0] * len(start) + w["eps"].tolist(),

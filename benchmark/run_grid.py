@@ -130,6 +130,9 @@ def execute(
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / config.run_id()
     if (run_dir / "config.json").is_file() and load_run_config(run_dir) != config:
         raise ValueError(f"run directory {run_dir} holds a different run; choose another")
+    resolved = resolved_params(config)
+    if (run_dir / "config.json").is_file():
+        check_unchanged_settings(run_dir, resolved)
     data = load_dataset(config.dataset, data_dir)
     n = len(data.x_test) if config.n is None else min(config.n, len(data.x_test))
     x, y = data.x_test[:n], data.y_test[:n]
@@ -165,6 +168,7 @@ def execute(
                             "clean_test_accuracy": c.get("clean_test_accuracy")}
                         for m, c in cards.items()},
         "examples": n,
+        "attack_params": resolved,
     }
     if previous is None or expected - done:
         atomic_write_bytes(run_dir / "config.json", json.dumps(meta, indent=2).encode())
@@ -182,6 +186,31 @@ def execute(
                               batch_size, quiet, clean_pred, companions)
         write_summary(run_dir)
     return run_dir, write_summary(run_dir)
+
+
+def resolved_params(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Every attack's settings as the run uses them (its overrides on the defaults), JSON-plain."""
+    return {a: json.loads(json.dumps(params_for(a, config.params))) for a in config.attacks}
+
+
+def check_unchanged_settings(run_dir: Path, resolved: dict[str, dict[str, Any]]) -> None:
+    """Refuse to resume a run whose attacks would now run with other settings (a changed default),
+    which would mix two settings in one table. Runs written before robbench kept the settings in
+    ``config.json`` are checked on the steps their cells record."""
+    meta = json.loads((run_dir / "config.json").read_text())
+    pinned = meta.get("attack_params")
+    if pinned is None:
+        for rec in read_cells(run_dir):
+            now = resolved.get(rec["attack"], {}).get("steps", 1)
+            if rec["attack"] in resolved and int(rec["steps"]) != int(now):
+                raise ValueError(f"run directory {run_dir} ran {rec['attack']} with "
+                                 f"{rec['steps']} steps, the settings now give {now}; "
+                                 "remove it to recompute")
+        return
+    for attack, params in resolved.items():
+        if attack in pinned and pinned[attack] != params:
+            raise ValueError(f"run directory {run_dir} ran {attack} with {pinned[attack]}, the "
+                             f"settings now give {params}; remove it to recompute")
 
 
 def _clean_cell(model, x, y, config, cells_dir, common, batch_size) -> None:

@@ -74,12 +74,16 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     deterministic model, R = 1, this is exactly "survives every attack"). Only examples that
     every attack covered count; cells of several runs are merged. The interval is the 95% Wilson
     interval at that n. Returns summary-style rows (attack = ``"worst case"``).
+
+    Where attacks at one eps ran on different numbers of examples (expensive ones on fewer), there
+    are two rows: every attack, on the examples they all covered (the smallest n), and the
+    attacks that covered the largest n, on those, which keeps the precision of the cheap attacks
+    (unless a single attack covered it: that is the attack's own row).
     """
     from robbench.evaluation import wilson_interval
     from robbench.run_grid import cell_id, load_outcomes, read_cells
 
-    groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
-    attacks: dict[tuple, set[str]] = {}
+    groups: dict[tuple, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     for run in run_dirs:
         for rec in read_cells(Path(run)):
             if rec["attack"] == "none":
@@ -87,24 +91,39 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             key = (rec["dataset"], rec["model"], rec["norm"], float(rec["eps"]))
             out = load_outcomes(Path(run), cell_id(rec["model"], rec["attack"], rec["eps"]))
             score = (out["pred"] == out["label"][None]).mean(0)
-            groups.setdefault(key, []).append((out["index"], score))
-            attacks.setdefault(key, set()).add(rec["attack"])
+            groups.setdefault(key, []).append((rec["attack"], out["index"], score))
     rows = []
     for (dataset, model, norm, eps), cells in sorted(groups.items()):
-        common = set(cells[0][0].tolist())
-        for index, _ in cells[1:]:
-            common &= set(index.tolist())
-        keep = np.array(sorted(common), dtype=np.int64)
-        scores = [dict(zip(index.tolist(), score.tolist(), strict=True)) for index, score in cells]
-        worst = np.array([min(s[i] for s in scores) for i in keep.tolist()])
-        n = len(worst)
-        acc = float(worst.mean()) if n else float("nan")
-        low, high = wilson_interval(acc * n, n) if n else (float("nan"), float("nan"))
-        rows.append({"dataset": dataset, "model": model, "attack": WORST_CASE, "norm": norm,
-                     "eps": eps, "n": n, "correct": acc * n, "accuracy": acc, "ci_low": low,
-                     "ci_high": high, "attacks": "+".join(sorted(attacks[(dataset, model, norm,
-                                                                          eps)]))})
+        sizes = sorted({len(index) for _, index, _ in cells})
+        tiers = [[cell for cell in cells if len(cell[1]) >= size]
+                 for size in dict.fromkeys((sizes[0], sizes[-1]))]
+        # the smallest size counts every attack; the largest only if it still merges several
+        tiers = tiers[:1] + [t for t in tiers[1:] if len({a for a, _, _ in t}) > 1]
+        seen: set[str] = set()
+        for tier in reversed(tiers):
+            attacks = "+".join(sorted({attack for attack, _, _ in tier}))
+            if attacks in seen:  # one attack merged from runs of several sizes
+                continue
+            seen.add(attacks)
+            common = set.intersection(*(set(index.tolist()) for _, index, _ in tier))
+            keep = sorted(common)
+            scores = [dict(zip(index.tolist(), score.tolist(), strict=True))
+                      for _, index, score in tier]
+            worst = np.array([min(s[i] for s in scores) for i in keep])
+            n = len(worst)
+            acc = float(worst.mean()) if n else float("nan")
+            low, high = wilson_interval(acc * n, n) if n else (float("nan"), float("nan"))
+            rows.append({"dataset": dataset, "model": model, "attack": WORST_CASE, "norm": norm,
+                         "eps": eps, "n": n, "correct": acc * n, "accuracy": acc,
+                         "ci_low": low, "ci_high": high, "attacks": attacks})
     return pd.DataFrame(rows)
+
+
+def every_attack_rows(worst: pd.DataFrame) -> pd.DataFrame:
+    """Of :func:`worst_case_frame`'s rows, per (dataset, model, norm, eps) the one counting every
+    attack (the smallest n)."""
+    return (worst.sort_values("n", kind="stable")
+            .groupby(["dataset", "model", "norm", "eps"], as_index=False).first())
 
 
 def find_diagnostics(run_dir: str | Path) -> Path | None:

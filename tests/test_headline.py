@@ -60,3 +60,29 @@ def test_unknown_headline_attack_is_a_one_line_error(tmp_path, capsys):
 def test_headline_config_rejects_unknown_attacks():
     with pytest.raises(ValueError, match="headline attack 'x' is unknown"):
         HeadlineConfig(attacks=("x",))
+
+
+def test_single_attacks_get_their_own_size_capped_by_n():
+    runs = {r.name: r for r in headline_runs()}
+    cfg = HeadlineConfig(n=1000, n_eot=500, n_attack={"square": 200, "pgd": 5000})
+    assert cfg.size(runs["square"]) == 200  # instead of n_eot
+    assert cfg.size(runs["apgd"]) == 500 and cfg.size(runs["fgsm"]) == 1000
+    assert cfg.size(runs["pgd"]) == 1000  # never beyond n
+    assert HeadlineConfig(n=None, n_eot=None, n_attack={"cw": 7}).size(runs["cw"]) == 7
+    with pytest.raises(ValueError, match="headline attack 'x' is unknown"):
+        HeadlineConfig(n_attack={"x": 3})
+    with pytest.raises(ValueError, match="test examples for square 0 must be an integer >= 1"):
+        HeadlineConfig(n_attack={"square": 0})
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("square", "'square' is not NAME=N (e.g. square=200)"),
+    ("nope=3", "headline attack 'nope' is unknown; allowed: "),
+    ("square=0", "test examples for square: '0' must be >= 1"),
+    ("square=200,cw=x", "test examples for cw: 'x' is not an integer"),
+])
+def test_bad_attack_sizes_are_one_line_errors(tmp_path, capsys, value, message):
+    assert main(["headline", "--n-attack", value, "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not any(tmp_path.iterdir())

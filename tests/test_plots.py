@@ -60,3 +60,16 @@ def test_plot_rejects_a_non_run(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path) in err
+
+
+def test_a_redrawn_figure_is_byte_identical(tiny_run: Path, tmp_path: Path) -> None:
+    from robbench.run_grid import read_summary
+
+    summary = read_summary(tiny_run)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = plot_accuracy_vs_eps(summary, tmp_path / "a")
+    second = plot_accuracy_vs_eps(summary, tmp_path / "b")
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    assert "<dc:date>" not in first[1].read_text()

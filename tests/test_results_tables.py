@@ -12,7 +12,13 @@ import pytest
 from robbench.cli import main
 from robbench.evaluation import robust_accuracy, wilson_interval
 from robbench.run_grid import RunConfig, execute, read_summary, write_cell, write_summary
-from robbench.tables import WORST_CASE, results_frames, results_table, worst_case_frame
+from robbench.tables import (
+    WORST_CASE,
+    every_attack_rows,
+    results_frames,
+    results_table,
+    worst_case_frame,
+)
 
 
 def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[list[int]]],
@@ -128,3 +134,46 @@ def test_table_from_a_tiny_real_run(tmp_path: Path) -> None:
     text = results_table([run_dir], "md")
     rows = [line for line in text.splitlines() if line.startswith("| digits")]
     assert [r.split("|")[2].strip() for r in rows] == ["none", "fgsm", "pgd", WORST_CASE]
+
+
+def test_worst_case_per_size_when_an_attack_covered_fewer_examples(runs: list[Path],
+                                                                   tmp_path: Path) -> None:
+    # square ran on the first two examples only and fools convnet example 1
+    c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 9]],
+                                 ("shortrun", "square", 0.1): [[0, 1], [0, 1]]}, [0, 1])
+    worst = worst_case_frame([*runs, c])
+    convnet = worst[worst.model == "convnet"].set_index("n")
+    assert sorted(convnet.index) == [2, 4]
+    assert convnet.loc[4, "attacks"] == "fgsm+pgd"  # all four examples: as without square
+    assert convnet.loc[4, "accuracy"] == pytest.approx(0.5)
+    assert convnet.loc[2, "attacks"] == "fgsm+pgd+square"  # pgd fools 0, square fools 1
+    assert convnet.loc[2, "accuracy"] == pytest.approx(0.0)
+    wide, _ = results_frames([*runs, c])
+    rows = wide[wide.attack == WORST_CASE]
+    assert sorted(rows["n"]) == [2, 4]
+
+
+def test_a_size_only_one_attack_covered_gets_no_worst_case_row(runs: list[Path],
+                                                              tmp_path: Path) -> None:
+    # cw alone on eight examples: that row would repeat cw's own
+    big = fake_run(tmp_path, "big", {("convnet", "cw", 0.1): [[0, 1, 2, 3, 0, 1, 2, 3]]},
+                   [0, 1, 2, 3, 0, 1, 2, 3])
+    convnet = worst_case_frame([*runs, big]).query("model == 'convnet'")
+    assert list(convnet["n"]) == [4] and convnet["attacks"].item() == "cw+fgsm+pgd"
+
+
+def test_the_plotted_worst_case_counts_every_attack(runs: list[Path], tmp_path: Path) -> None:
+    c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 9]],
+                                 ("shortrun", "square", 0.1): [[0, 1], [0, 1]]}, [0, 1])
+    rows = every_attack_rows(worst_case_frame([*runs, c])).set_index("model")
+    assert rows.loc["convnet", "n"] == 2 and rows.loc["convnet", "attacks"] == "fgsm+pgd+square"
+    assert rows.loc["shortrun", "n"] == 2
+
+
+def test_between_the_largest_and_the_every_attack_size_no_rows(runs: list[Path],
+                                                              tmp_path: Path) -> None:
+    c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 1]]}, [0, 1])
+    d = fake_run(tmp_path, "d", {("convnet", "cw", 0.1): [[0, 1, 2]]}, [0, 1, 2])
+    convnet = worst_case_frame([*runs, c, d]).query("model == 'convnet'").set_index("n")
+    assert sorted(convnet.index) == [2, 4]  # not 3
+    assert convnet.loc[2, "attacks"] == "cw+fgsm+pgd+square"

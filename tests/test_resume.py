@@ -136,3 +136,39 @@ def test_resumed_run_keeps_every_device_that_computed_its_cells(tmp_path: Path) 
     (run_dir / "cells" / "convnet__fgsm__0.1.json").unlink()
     execute(config, device="cpu", quiet=True, run_dir=run_dir)
     assert json.loads(meta_path.read_text())["devices"] == ["cpu", "cuda"]
+
+
+def test_a_run_is_not_resumed_under_changed_attack_settings(tmp_path: Path) -> None:
+    from robbench.run_grid import execute
+
+    config = RunConfig(dataset="digits", models=["convnet"], attacks=["pgd"], eps=[0.1], n=8,
+                       draws=1, params={"steps": 2})
+    run_dir = tmp_path / "run"
+    execute(config, device="cpu", quiet=True, run_dir=run_dir)
+    meta_path = run_dir / "config.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["attack_params"]["pgd"]["steps"] == 2
+    # As if the run had been computed while pgd's defaults were different.
+    changed = {**meta["attack_params"]["pgd"], "step_size": 0.5}
+    meta_path.write_text(json.dumps({**meta, "attack_params": {"pgd": changed}}))
+    with pytest.raises(ValueError, match=r"ran pgd with .*'step_size': 0.5.*remove it"):
+        execute(config, device="cpu", quiet=True, run_dir=run_dir)
+    # A run from before the settings were kept is checked on the steps its cells record.
+    del meta["attack_params"]
+    meta_path.write_text(json.dumps(meta))
+    execute(config, device="cpu", quiet=True, run_dir=run_dir)  # same steps: resumes
+    cell = run_dir / "cells" / "convnet__pgd__0.1.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "steps": 7}))
+    with pytest.raises(ValueError, match="ran pgd with 7 steps, the settings now give 2"):
+        execute(config, device="cpu", quiet=True, run_dir=run_dir)
+
+
+def test_every_committed_run_matches_the_current_attack_settings() -> None:
+    """A default changed since a committed run was computed leaves it stale: regenerate it."""
+    from robbench.run_grid import check_unchanged_settings, load_run_config, resolved_params
+
+    runs = [p.parent for p in (Path(__file__).resolve().parents[1] / "results").rglob(
+        "config.json") if (p.parent / "cells").is_dir()]
+    assert len(runs) >= 20
+    for run_dir in runs:
+        check_unchanged_settings(run_dir, resolved_params(load_run_config(run_dir)))
