@@ -75,6 +75,8 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
     if attacked.empty:
         raise ValueError("no attacked cells to plot (the runs hold only clean accuracy)")
     panels = sorted(attacked.groupby(["dataset", "norm"]).groups)
+    if worst is not None and not worst.empty:
+        worst = every_attack_rows(worst)
     fig, axes = plt.subplots(1, len(panels), figsize=(8.4 * len(panels), 4.8), squeeze=False)
     attacks = sorted(attacked["attack"].unique())
     for ax, (dataset, norm) in zip(axes[0], panels, strict=True):
@@ -97,9 +99,8 @@ def plot_accuracy_vs_eps(summary: pd.DataFrame, out_dir: str | Path,
                             linestyle=_STYLES[j % len(_STYLES)], capsize=3, markersize=5,
                             linewidth=1.2, label=f"{model_label(model)} - {attack}")
             if worst is not None and not worst.empty:
-                w = every_attack_rows(worst)
-                w = w[(w["dataset"] == dataset) & (w["norm"] == norm)
-                      & (w["model"] == model)].sort_values("eps")
+                w = worst[(worst["dataset"] == dataset) & (worst["norm"] == norm)
+                          & (worst["model"] == model)].sort_values("eps")
                 if len(attacks) > 1 and not w.empty:
                     start = clean["accuracy"].head(1).tolist()
                     ax.plot([0.0] * len(start) + w["eps"].tolist(),

@@ -95,18 +95,18 @@ def unlabelled_study(
             x_adv = craft("pgd", model, x, y, [eps])[eps]
             robust = accuracy_with_interval(model, x_adv, y, draws)
             fd = None
+            size = m or len(data.x_train)
             if name == "shortrun":
                 samples = generator_samples(model, len(data.x_test), seed)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
                 if grid_dir is not None:
-                    size = m or len(data.x_train)
                     Path(grid_dir).mkdir(parents=True, exist_ok=True)
                     plot_samples(model, Path(grid_dir), seed=seed,
                                  name=f"samples-N{n_labels}-M{size}",
                                  caption=f"{dataset}: N = {n_labels} labels, M = {size} "
                                          "images for the generative stage")
             rows.append({"model": name, "labels": n_labels,
-                         "unlabelled": "-" if name == "convnet" else (m or len(data.x_train)),
+                         "unlabelled": "-" if name == "convnet" else size,
                          "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",
                          f"pgd_{eps:g}": robust[0], "pgd_ci": f"[{robust[1]:.3f}, {robust[2]:.3f}]",
                          "frechet_distance": fd, "train_seconds": card["train_seconds"],

@@ -183,9 +183,11 @@ def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> fl
             seen += len(idx)
             if logits is not None:
                 correct += (logits.argmax(1) == yb).sum().item()
-        last = total / max(seen, 1)
+        if seen == 0:  # the step budget ended with the previous pass
+            break
+        last = total / seen
         postfix = {"loss": f"{last:.4f}"}
         if y is not None:
-            postfix["acc"] = f"{correct / max(seen, 1):.3f}"
+            postfix["acc"] = f"{correct / seen:.3f}"
         bar.set_postfix(postfix)
     return last

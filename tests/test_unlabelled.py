@@ -41,6 +41,15 @@ def test_fractional_epochs_stop_within_the_last_pass():
     assert len(steps) == 6  # 4 steps per pass, 1.5 passes
 
 
+def test_a_pass_left_without_steps_keeps_the_last_real_loss():
+    # 2.1 passes of 4 steps round to 8 steps: the third pass takes none
+    spec = override_spec(default_spec("convnet", "digits"), epochs=2.1, batch_size=10)
+    model = build_model(spec.model)
+    stats = train_model(model, spec, torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,)),
+                        quiet=True)
+    assert stats["loss"] > 0.5  # cross-entropy of ten classes after 8 steps, not an empty pass
+
+
 def test_study_rows_cover_the_convnet_and_each_unlabelled_size(tmp_path):
     fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
     frame = unlabelled_study("digits", [30], ["labels", 200, 10], n_eval=20, draws=2,
