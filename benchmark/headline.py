@@ -162,15 +162,13 @@ def run_headline(
 
 def worst_case_summary(run_dirs: list[Path]) -> pd.DataFrame:
     """Clean accuracy (largest n) and the per-example worst case per (norm, eps) of the runs."""
-    from robbench.tables import WORST_CASE, results_frames, worst_case_frame
+    from robbench.tables import results_frames, worst_case_frame, worst_case_wide
 
     wide, _ = results_frames(run_dirs)
     clean = wide[wide.attack == "none"]
     clean = clean[clean.n == clean.n.max()].head(1).assign(attack="clean", eps="-")
-    worst = wide[wide.attack == WORST_CASE]
-    covered = worst_case_frame(run_dirs).groupby(["norm", "eps", "n"])["attacks"].first()
-    worst = worst.assign(attacks=[covered[key] for key in zip(worst.norm, worst.eps, worst.n,
-                                                              strict=True)])
+    worst = worst_case_wide(worst_case_frame(run_dirs)).sort_values(["eps", "attack", "n"],
+                                                                      kind="stable")
     models = [c for c in wide.columns if c not in
               ("dataset", "attack", "norm", "eps", "steps", "eot", "n")]
     columns = ["attack", "norm", "eps", "n", *models, "attacks"]

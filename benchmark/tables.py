@@ -76,9 +76,11 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     interval at that n. Returns summary-style rows (attack = ``"worst case"``).
 
     Where attacks at one eps ran on different numbers of examples (expensive ones on fewer), there
-    are two rows: every attack, on the examples they all covered (the smallest n), and the
-    attacks that covered the largest n, on those, which keeps the precision of the cheap attacks
-    (unless a single attack covered it: that is the attack's own row).
+    are three rows: every attack, on the examples they all covered (the smallest n); the attacks
+    that covered the largest n, on those, which keeps the precision of the cheap attacks; and those
+    same attacks on the smallest n's examples, which shows what the expensive attacks add on the
+    same images. ``without`` names the attacks a row leaves out (empty: every attack). A largest n
+    that a single attack covered adds no rows: they would repeat that attack's own.
     """
     from robbench.evaluation import wilson_interval
     from robbench.run_grid import cell_id, load_outcomes, read_cells
@@ -94,19 +96,22 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             groups.setdefault(key, []).append((rec["attack"], out["index"], score))
     rows = []
     for (dataset, model, norm, eps), cells in sorted(groups.items()):
-        sizes = sorted({len(index) for _, index, _ in cells})
-        tiers = [[cell for cell in cells if len(cell[1]) >= size]
-                 for size in dict.fromkeys((sizes[0], sizes[-1]))]
-        # the smallest size counts every attack; the largest only if it still merges several
-        tiers = tiers[:1] + [t for t in tiers[1:] if len({a for a, _, _ in t}) > 1]
-        seen: set[str] = set()
-        for tier in reversed(tiers):
-            attacks = "+".join(sorted({attack for attack, _, _ in tier}))
-            if attacks in seen:  # one attack merged from runs of several sizes
-                continue
-            seen.add(attacks)
+        every = {attack for attack, _, _ in cells}
+        smallest = min(len(index) for _, index, _ in cells)
+        largest = max(len(index) for _, index, _ in cells)
+        first = set.intersection(*(set(index.tolist()) for _, index, _ in cells))
+        widest = [cell for cell in cells if len(cell[1]) >= largest]
+        widest_attacks = {a for a, _, _ in widest}
+        if largest > smallest and widest_attacks == every:
+            tiers = [(widest, None)]  # the smaller cells repeat attacks that ran on more images
+        elif len(widest_attacks) > 1 and largest > smallest:
+            tiers = [(cells, first), (widest, None), (widest, first)]
+        else:
+            tiers = [(cells, first)]
+        for tier, images in tiers:
+            attacks = sorted({attack for attack, _, _ in tier})
             common = set.intersection(*(set(index.tolist()) for _, index, _ in tier))
-            keep = sorted(common)
+            keep = sorted(common if images is None else common & images)
             scores = [dict(zip(index.tolist(), score.tolist(), strict=True))
                       for _, index, score in tier]
             worst = np.array([min(s[i] for s in scores) for i in keep])
@@ -115,15 +120,31 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             low, high = wilson_interval(acc * n, n) if n else (float("nan"), float("nan"))
             rows.append({"dataset": dataset, "model": model, "attack": WORST_CASE, "norm": norm,
                          "eps": eps, "n": n, "correct": acc * n, "accuracy": acc,
-                         "ci_low": low, "ci_high": high, "attacks": attacks})
+                         "ci_low": low, "ci_high": high, "attacks": "+".join(attacks),
+                         "without": "+".join(sorted(every - set(attacks)))})
     return pd.DataFrame(rows)
 
 
 def every_attack_rows(worst: pd.DataFrame) -> pd.DataFrame:
     """Of :func:`worst_case_frame`'s rows, per (dataset, model, norm, eps) the one counting every
-    attack (the smallest n)."""
-    return (worst.sort_values("n", kind="stable")
-            .groupby(["dataset", "model", "norm", "eps"], as_index=False).first())
+    attack."""
+    return worst[worst["without"] == ""].reset_index(drop=True)
+
+
+def worst_case_label(without: str) -> str:
+    """The ``attack`` cell of a worst-case row in the merged table: what it leaves out, if any."""
+    return WORST_CASE if not without else f"{WORST_CASE} w/o {without}"
+
+
+def worst_case_wide(worst: pd.DataFrame) -> pd.DataFrame:
+    """:func:`worst_case_frame`'s rows with the models side by side, labelled by
+    :func:`worst_case_label`, with the attacks each row counts."""
+    worst = worst.assign(cell=worst.apply(format_accuracy, axis=1),
+                         label=worst["without"].map(worst_case_label))
+    wide = worst.pivot_table(index=["dataset", "label", "norm", "eps", "n", "attacks"],
+                             columns="model", values="cell", aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"label": "attack"})
 
 
 def find_diagnostics(run_dir: str | Path) -> Path | None:
@@ -182,20 +203,18 @@ def results_frames(run_dirs: Sequence[str | Path],
     wide = comparison_frame(summary)
     worst = worst_case_frame(run_dirs)
     if not worst.empty and not wide.empty:
-        worst["cell"] = worst.apply(format_accuracy, axis=1)
-        wrows = worst.pivot_table(index=["dataset", "norm", "eps", "n"], columns="model",
-                                  values="cell", aggfunc="first").reset_index()
-        wrows.columns.name = None
-        wrows.insert(1, "attack", WORST_CASE)
+        wrows = worst_case_wide(worst)
         wrows["steps"] = "-"
         wrows["eot"] = "-"
         wide = wide.astype({"steps": object, "eot": object})
         wide = pd.concat([wide, wrows[[c for c in wide.columns if c in wrows.columns]]],
                          ignore_index=True)
-        rank = wide["attack"].map(lambda a: 0 if a == "none" else 2 if a == WORST_CASE else 1)
-        wide = (wide.assign(_rank=rank).sort_values(["dataset", "_rank", "attack", "eps"],
-                                                    kind="stable")
-                .drop(columns="_rank").reset_index(drop=True))
+        worst_row = wide["attack"].str.startswith(WORST_CASE)
+        rank = np.where(wide["attack"] == "none", 0, np.where(worst_row, 2, 1))
+        group = wide["attack"].where(~worst_row, WORST_CASE)
+        wide = (wide.assign(_rank=rank, _group=group)
+                .sort_values(["dataset", "_rank", "_group", "eps", "attack", "n"], kind="stable")
+                .drop(columns=["_rank", "_group"]).reset_index(drop=True))
     return wide.astype(object).fillna("-"), diagnostics_frame(run_dirs, diagnostics)
 
 

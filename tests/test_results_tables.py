@@ -142,15 +142,24 @@ def test_worst_case_per_size_when_an_attack_covered_fewer_examples(runs: list[Pa
     c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 9]],
                                  ("shortrun", "square", 0.1): [[0, 1], [0, 1]]}, [0, 1])
     worst = worst_case_frame([*runs, c])
-    convnet = worst[worst.model == "convnet"].set_index("n")
-    assert sorted(convnet.index) == [2, 4]
-    assert convnet.loc[4, "attacks"] == "fgsm+pgd"  # all four examples: as without square
-    assert convnet.loc[4, "accuracy"] == pytest.approx(0.5)
-    assert convnet.loc[2, "attacks"] == "fgsm+pgd+square"  # pgd fools 0, square fools 1
-    assert convnet.loc[2, "accuracy"] == pytest.approx(0.0)
+    convnet = worst[worst.model == "convnet"].set_index(["without", "n"])
+    assert sorted(convnet.index) == [("", 2), ("square", 2), ("square", 4)]
+    # every attack on the two examples square covered: pgd fools 0, square fools 1
+    assert convnet.loc[("", 2), "attacks"] == "fgsm+pgd+square"
+    assert convnet.loc[("", 2), "accuracy"] == pytest.approx(0.0)
+    # the others on all four examples: as without square
+    assert convnet.loc[("square", 4), "attacks"] == "fgsm+pgd"
+    assert convnet.loc[("square", 4), "accuracy"] == pytest.approx(0.5)
+    # the others on square's two examples: what square adds there (example 1)
+    assert convnet.loc[("square", 2), "attacks"] == "fgsm+pgd"
+    assert convnet.loc[("square", 2), "accuracy"] == pytest.approx(0.5)
     wide, _ = results_frames([*runs, c])
-    rows = wide[wide.attack == WORST_CASE]
-    assert sorted(rows["n"]) == [2, 4]
+    rows = wide[wide.attack.str.startswith(WORST_CASE)]
+    assert list(zip(rows.attack, rows.n, rows.convnet, strict=True)) == [
+        (WORST_CASE, 2, "0.0% [0.0, 65.8]"),
+        (f"{WORST_CASE} w/o square", 2, "50.0% [9.5, 90.5]"),
+        (f"{WORST_CASE} w/o square", 4, "50.0% [15.0, 85.0]"),
+    ]
 
 
 def test_a_size_only_one_attack_covered_gets_no_worst_case_row(runs: list[Path],
@@ -174,6 +183,33 @@ def test_between_the_largest_and_the_every_attack_size_no_rows(runs: list[Path],
                                                               tmp_path: Path) -> None:
     c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 1]]}, [0, 1])
     d = fake_run(tmp_path, "d", {("convnet", "cw", 0.1): [[0, 1, 2]]}, [0, 1, 2])
-    convnet = worst_case_frame([*runs, c, d]).query("model == 'convnet'").set_index("n")
-    assert sorted(convnet.index) == [2, 4]  # not 3
-    assert convnet.loc[2, "attacks"] == "cw+fgsm+pgd+square"
+    convnet = worst_case_frame([*runs, c, d]).query("model == 'convnet'")
+    assert sorted(convnet["n"]) == [2, 2, 4]  # not 3
+    assert convnet.set_index("without").loc["", "attacks"] == "cw+fgsm+pgd+square"
+    assert set(convnet.query("n == 4")["without"]) == {"cw+square"}
+
+
+def test_an_attack_repeated_on_fewer_examples_adds_no_rows(runs: list[Path],
+                                                           tmp_path: Path) -> None:
+    # fgsm again on two examples (an older, smaller run merged in): fgsm+pgd on four remains
+    c = fake_run(tmp_path, "c", {("convnet", "fgsm", 0.1): [[0, 1]]}, [0, 1])
+    convnet = worst_case_frame([*runs, c]).query("model == 'convnet'")
+    assert list(zip(convnet.n, convnet.attacks, convnet.without, strict=True)) == [
+        (4, "fgsm+pgd", "")]
+
+
+def test_the_worst_case_summary_labels_what_each_row_leaves_out(runs: list[Path],
+                                                                tmp_path: Path) -> None:
+    from robbench.headline import worst_case_summary
+
+    c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 9]],
+                                 ("shortrun", "square", 0.1): [[0, 1], [0, 1]]}, [0, 1])
+    summary = worst_case_summary([*runs, c])
+    assert list(zip(summary.row, summary.n, summary.attacks, strict=True)) == [
+        ("clean", 4, "-"),
+        (WORST_CASE, 2, "fgsm+pgd+square"),
+        (f"{WORST_CASE} w/o square", 2, "fgsm+pgd"),
+        (f"{WORST_CASE} w/o square", 4, "fgsm+pgd"),
+    ]
+    assert list(summary.convnet[1:]) == ["0.0% [0.0, 65.8]", "50.0% [9.5, 90.5]",
+                                         "50.0% [15.0, 85.0]"]
