@@ -122,7 +122,11 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
                          "eps": eps, "n": n, "correct": acc * n, "accuracy": acc,
                          "ci_low": low, "ci_high": high, "attacks": "+".join(attacks),
                          "without": "+".join(sorted(every - set(attacks)))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=WORST_CASE_COLUMNS)
+
+
+WORST_CASE_COLUMNS = ("dataset", "model", "attack", "norm", "eps", "n", "correct", "accuracy",
+                      "ci_low", "ci_high", "attacks", "without")
 
 
 def every_attack_rows(worst: pd.DataFrame) -> pd.DataFrame:
