@@ -97,17 +97,18 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for (dataset, model, norm, eps), cells in sorted(groups.items()):
         every = {attack for attack, _, _ in cells}
-        smallest = min(len(index) for _, index, _ in cells)
         largest = max(len(index) for _, index, _ in cells)
-        first = set.intersection(*(set(index.tolist()) for _, index, _ in cells))
-        widest = [cell for cell in cells if len(cell[1]) >= largest]
+        widest = [cell for cell in cells if len(cell[1]) == largest]
         widest_attacks = {a for a, _, _ in widest}
-        if largest > smallest and widest_attacks == every:
+        first = set.intersection(*(set(index.tolist()) for _, index, _ in cells))
+        if len(widest) == len(cells):
+            tiers = [(cells, None)]
+        elif widest_attacks == every:
             tiers = [(widest, None)]  # the smaller cells repeat attacks that ran on more images
-        elif len(widest_attacks) > 1 and largest > smallest:
-            tiers = [(cells, first), (widest, None), (widest, first)]
+        elif len(widest_attacks) == 1:
+            tiers = [(cells, None)]  # the widest row would repeat that attack's own
         else:
-            tiers = [(cells, first)]
+            tiers = [(cells, None), (widest, None), (widest, first)]
         for tier, images in tiers:
             attacks = sorted({attack for attack, _, _ in tier})
             common = set.intersection(*(set(index.tolist()) for _, index, _ in tier))

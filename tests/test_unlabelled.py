@@ -32,6 +32,17 @@ def test_every_stage_takes_the_default_steps_times_the_budget():
     assert _steps(convnet.epochs, 700, 64) == 30 * 22
 
 
+@pytest.mark.parametrize(("budget", "steps"), [(0.1, (94, 47, 141)), (0.3, (281, 141, 422))])
+def test_the_mnist_studies_take_the_steps_the_readme_states(budget, steps):
+    # README, "Learning from unlabelled data": 60,000 training images, batch 128
+    for labels, unlabelled in ((100, 100), (100, None), (1000, 1000), (1000, None)):
+        t = scaled_spec("shortrun", "mnist", labels, unlabelled, 60000, budget=budget).train
+        pool = unlabelled or 60000
+        assert (_steps(t.generative_epochs, pool, 128),
+                _steps(t.discriminative_epochs, labels, 128),
+                _steps(t.bptt_epochs, labels, 128)) == steps
+
+
 def test_fractional_epochs_stop_within_the_last_pass():
     spec = override_spec(default_spec("convnet", "digits"), epochs=1.5, batch_size=10)
     model = build_model(spec.model)
