@@ -572,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"robbench: threat-model violation (no result written): {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("robbench: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
+        print("robbench: interrupted; finished cells and crafted batches are kept, rerun the "
+              "same command to resume", file=sys.stderr)
         return 130
 
 

@@ -8,6 +8,7 @@ Layout of a run directory::
                          cells also clean_pred (R, N), the clean cell's predictions, and
                          adv_index / adv_x (float16), the first ADV_KEEP adversarial images
     summary.csv / .md    all finished cells, regenerated after each cell
+    partial/             crafted batches of cells not yet written (see ``craft_progress``)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from robbench.attacks.registry import (
     params_for,
 )
 from robbench.attacks.threat_model import perturbation_norms
+from robbench.craft_progress import CraftProgress, discard_all
 from robbench.datasets import load_dataset
 from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
 from robbench.models.checkpoint_io import atomic_write_bytes
@@ -71,6 +73,13 @@ class RunConfig:
     def eps_for(self, attack: str) -> list[float]:
         return list(self.eps) if self.eps else list(get_attack(attack).default_eps)
 
+    def same_cells(self, other: RunConfig) -> bool:
+        """Whether both configs compute the same cells (eps left to the defaults or spelled out
+        as them are the same run)."""
+        def spelled(c: RunConfig) -> dict[str, Any]:
+            return {**dataclasses.asdict(c), "eps": {a: c.eps_for(a) for a in c.attacks}}
+        return spelled(self) == spelled(other)
+
 
 def cell_id(model: str, attack: str, eps: float) -> str:
     return f"{model}__{attack}__{eps:g}"
@@ -81,11 +90,13 @@ def cell_seed(seed: int, key: str) -> int:
 
 
 def write_cell(cells_dir: Path, key: str, record: dict, outcomes: dict[str, np.ndarray]) -> None:
-    """Outcomes first, then the record: a cell counts as finished only once its JSON exists."""
+    """Outcomes first, then the record: a cell counts as finished only once its JSON exists.
+    The run's summary follows, so that it lists every finished cell of a stopped run."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **outcomes)
     atomic_write_bytes(cells_dir / f"{key}.npz", buffer.getvalue())
     atomic_write_bytes(cells_dir / f"{key}.json", json.dumps(record, indent=2).encode())
+    write_summary(cells_dir.parent)
 
 
 def read_cells(run_dir: Path) -> list[dict]:
@@ -128,7 +139,7 @@ def execute(
         get_attack(attack)
     check_settings(config.attacks, config.params)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / config.run_id()
-    if (run_dir / "config.json").is_file() and load_run_config(run_dir) != config:
+    if (run_dir / "config.json").is_file() and not load_run_config(run_dir).same_cells(config):
         raise ValueError(f"run directory {run_dir} holds a different run; choose another")
     resolved = resolved_params(config)
     if (run_dir / "config.json").is_file():
@@ -184,7 +195,7 @@ def execute(
             if missing:
                 _attack_cells(model, attack, missing, x, y, config, cells_dir, common_m,
                               batch_size, quiet, clean_pred, companions)
-        write_summary(run_dir)
+    discard_all(run_dir)  # every cell is written (one left over if a run stopped right after)
     return run_dir, write_summary(run_dir)
 
 
@@ -231,21 +242,28 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
     spec = get_attack(attack)
     params = params_for(attack, config.params)
     group_key = f"{common['model']}__{attack}"
-    torch.manual_seed(cell_seed(config.seed, group_key + "".join(f"{e:g}" for e in eps_list)))
+    progress = CraftProgress.find(cells_dir.parent, group_key, eps_list,
+                                  config.eps_for(attack), len(x), batch_size)
+    crafted = progress.eps  # eps_list, or all eps of a group whose cells were partly written
+    torch.manual_seed(cell_seed(config.seed, group_key + "".join(f"{e:g}" for e in crafted)))
     device = next(model.parameters()).device
-    adv = {e: [] for e in eps_list}
-    start = time.perf_counter()
-    batches = range(0, len(x), batch_size)
-    desc = f"{common['model']} {attack} eps={','.join(f'{e:g}' for e in eps_list)}"
-    bar = tqdm(total=len(x), desc=desc, disable=quiet, unit="ex", leave=False)
-    for i in batches:
+    adv, craft_seconds, first = progress.resume(device)
+    desc = f"{common['model']} {attack} eps={','.join(f'{e:g}' for e in crafted)}"
+    bar = tqdm(total=len(x), initial=first, desc=desc, disable=quiet, unit="ex", leave=False)
+    for i in range(first, len(x), batch_size):
+        start = time.perf_counter()
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-        for e, x_adv in craft(attack, model, xb, yb, eps_list, backend=config.backend,
-                              params=params, companions=companions).items():
-            adv[e].append(x_adv.cpu())
+        batch = {e: x_adv.cpu() for e, x_adv in craft(
+            attack, model, xb, yb, crafted, backend=config.backend, params=params,
+            companions=companions).items()}
+        seconds = time.perf_counter() - start
+        progress.keep(i, batch, seconds, device)
+        craft_seconds += seconds
+        for e in crafted:
+            adv[e].append(batch[e])
         bar.update(len(xb))
     bar.close()
-    craft_seconds = (time.perf_counter() - start) / len(eps_list)
+    craft_seconds /= len(crafted)
     ran = effective_params(spec, model, params)
     label = backend_label(spec, config.backend, ran)
     eot = ran.get("eot", 1)
@@ -263,6 +281,7 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
                     "norm": perturbation_norms(x, x_adv, spec.norm).numpy(),
                     "clean_pred": clean_pred, "adv_index": np.arange(min(ADV_KEEP, len(y))),
                     "adv_x": x_adv[:ADV_KEEP].numpy().astype(np.float16)})
+    progress.discard()
 
 
 def _record(common, preds, y, *, attack, backend, norm, eps, steps, eot, seconds) -> dict:

@@ -79,12 +79,12 @@ def test_the_cpu_run_reproduces_the_gpu_headline_within_its_intervals():
 
 
 def test_the_full_test_set_fgsm_run_agrees_with_the_headline_on_its_first_images():
-    """results/mnist/full/fgsm (all 10,000 images, CPU) restricted to the first 1,000 lies
+    """results/mnist/full/runs/fgsm (all 10,000 images, CPU) restricted to the first 1,000 lies
     within the 95% interval of the headline's runs/fgsm (those 1,000 images, GPU) in every cell."""
     from robbench.evaluation import robust_accuracy
     from robbench.run_grid import read_summary
 
-    full_dir = ROOT / "results" / "mnist" / "full" / "fgsm"
+    full_dir = ROOT / "results" / "mnist" / "full" / "runs" / "fgsm"
     full = read_summary(full_dir).set_index(["model", "attack", "eps"])
     headline = read_summary(ROOT / "results" / "mnist" / "runs" / "fgsm").set_index(
         ["model", "attack", "eps"])

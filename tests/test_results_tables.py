@@ -11,7 +11,7 @@ import pytest
 
 from robbench.cli import main
 from robbench.evaluation import robust_accuracy, wilson_interval
-from robbench.run_grid import RunConfig, execute, read_summary, write_cell, write_summary
+from robbench.run_grid import RunConfig, execute, read_summary, write_cell
 from robbench.tables import (
     WORST_CASE,
     every_attack_rows,
@@ -42,7 +42,6 @@ def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[lis
                    {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
                     "norm": np.zeros(len(y), dtype=np.float32)})
     (run / "config.json").write_text(json.dumps({"config": {"dataset": "digits"}}))
-    write_summary(run)
     return run
 
 

@@ -172,3 +172,17 @@ def test_every_committed_run_matches_the_current_attack_settings() -> None:
     assert len(runs) >= 20
     for run_dir in runs:
         check_unchanged_settings(run_dir, resolved_params(load_run_config(run_dir)))
+
+
+def test_default_eps_spelled_out_resume_the_same_run(tmp_path: Path) -> None:
+    from robbench.run_grid import execute
+
+    implicit = RunConfig(models=["convnet"], attacks=["fgsm"], n=8, draws=1)
+    run_dir, _ = execute(implicit, run_dir=tmp_path / "run", quiet=True)
+    before = _snapshot(run_dir / "cells")
+    explicit = RunConfig(models=["convnet"], attacks=["fgsm"], eps=[0.1, 0.2, 0.3], n=8, draws=1)
+    execute(explicit, run_dir=run_dir, quiet=True)
+    assert _snapshot(run_dir / "cells") == before  # nothing recomputed
+    with pytest.raises(ValueError, match="holds a different run"):
+        execute(RunConfig(models=["convnet"], attacks=["fgsm"], eps=[0.1, 0.2], n=8, draws=1),
+                run_dir=run_dir, quiet=True)
