@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robbench.attacks.logit_gradient import DirectionOnlyLogits
+
 
 class EOTLogProb(nn.Module):
     """log E_noise[softmax(model(x))] over ``eot`` draws, one batched pass (rows m * N + i)."""
@@ -31,7 +33,8 @@ class EOTLogProb(nn.Module):
         return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.eot)))
 
 
-def _fmodel(model: nn.Module, x: torch.Tensor, params: dict[str, Any]):
+def _fmodel(model: nn.Module, x: torch.Tensor, params: dict[str, Any],
+            direction_only: bool = False):
     import foolbox as fb
 
     if params.get("restarts", 1) > 1:
@@ -42,12 +45,14 @@ def _fmodel(model: nn.Module, x: torch.Tensor, params: dict[str, Any]):
                          "torchattacks for --loss margin")
     eot = params.get("eot", 1)
     net = EOTLogProb(model, eot) if getattr(model, "stochastic", False) and eot > 1 else model
+    net = DirectionOnlyLogits(net) if direction_only else net
     net.eval()
     return fb.PyTorchModel(net, bounds=(0.0, 1.0), device=x.device)
 
 
 def _run(attack, model, x, y, eps_list, params) -> list[torch.Tensor]:
-    fmodel = _fmodel(model, x, params)
+    """FGSM and PGD: steps along the gradient's sign or direction (see DirectionOnlyLogits)."""
+    fmodel = _fmodel(model, x, params, direction_only=True)
     _, clipped, _ = attack(fmodel, x, y, epsilons=list(eps_list))
     return [c.detach() for c in clipped]
 

@@ -9,6 +9,7 @@ import torchattacks
 from torch import nn
 
 from robbench.attacks.eot import LOSSES
+from robbench.attacks.logit_gradient import DirectionOnlyLogits
 from robbench.attacks.pgd import pgd
 from robbench.attacks.threat_model import perturbation_norms
 
@@ -38,15 +39,15 @@ def engine_pgd(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Ten
 def fgsm(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     if uses_eot_engine(params):
         return engine_pgd(model, x, y, eps_list, norm, {**params, "steps": None})
-    return [torchattacks.FGSM(model, eps=eps)(x, y) for eps in eps_list]
+    return [torchattacks.FGSM(DirectionOnlyLogits(model), eps=eps)(x, y) for eps in eps_list]
 
 
 def pgd_linf(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     if uses_eot_engine(params):
         return engine_pgd(model, x, y, eps_list, norm, params)
     return [
-        torchattacks.PGD(model, eps=eps, alpha=params["step_size"], steps=params["steps"],
-                         random_start=params["random_start"])(x, y)
+        torchattacks.PGD(DirectionOnlyLogits(model), eps=eps, alpha=params["step_size"],
+                         steps=params["steps"], random_start=params["random_start"])(x, y)
         for eps in eps_list
     ]
 
@@ -55,8 +56,8 @@ def pgd_l2(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     if uses_eot_engine(params):
         return engine_pgd(model, x, y, eps_list, norm, params)
     return [
-        torchattacks.PGDL2(model, eps=eps, alpha=params["step_size"], steps=params["steps"],
-                           random_start=params["random_start"])(x, y)
+        torchattacks.PGDL2(DirectionOnlyLogits(model), eps=eps, alpha=params["step_size"],
+                           steps=params["steps"], random_start=params["random_start"])(x, y)
         for eps in eps_list
     ]
 

@@ -64,3 +64,42 @@ def test_unknown_attack_settings_are_rejected():
         attack_params("pgdd")
     with pytest.raises(ValueError, match="'kappa' does not apply to attack 'pgd'"):
         attack_params("pgd", kappa=1.0)
+
+
+class _ConfidentLinear(torch.nn.Module):
+    """A linear classifier so confident on its inputs that float32 softmax saturates."""
+
+    def __init__(self, margin: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(10, 16))
+        with torch.no_grad():
+            self.weight[0] = margin / 8.0  # class 0 wins by about `margin` on inputs of 0.5
+            self.weight[1:] = torch.linspace(-1.0, 1.0, 9 * 16).view(9, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.t()
+
+
+@pytest.mark.parametrize("backend", ["torchattacks", "foolbox"])
+def test_sign_and_direction_attacks_move_confident_examples(backend):
+    """A saturated softmax gives float32 cross-entropy a zero gradient; FGSM and PGD still step."""
+    model = _ConfidentLinear(margin=200.0)
+    x, y = torch.full((4, 1, 4, 4), 0.5), torch.zeros(4, dtype=torch.long)
+    for name, norm in (("fgsm", "linf"), ("pgd", "linf"), ("pgd-l2", "l2")):
+        params = (None if name == "fgsm" else
+                  attack_params(name, steps=3, step_size=0.05, random_start=False))
+        adv = craft(name, model, x, y, [0.1], backend=backend, params=params)[0.1]
+        assert (perturbation_norms(x, adv, norm) > 0.099).all(), (name, backend)
+
+
+def test_pgd_l2_takes_the_same_steps_whatever_the_batch():
+    """torchattacks averages the loss over the batch; tiny gradients must not shrink the step."""
+    model = _ConfidentLinear(margin=20.0)
+    x = torch.rand(64, 1, 4, 4) * 0.2 + 0.4
+    y = torch.zeros(64, dtype=torch.long)
+    params = attack_params("pgd-l2", steps=3, step_size=0.1, random_start=False)
+    whole = craft("pgd-l2", model, x, y, [1.0], params=params)[1.0]
+    halves = torch.cat([craft("pgd-l2", model, x[i:i + 32], y[i:i + 32], [1.0],
+                              params=params)[1.0] for i in (0, 32)])
+    torch.testing.assert_close(whole, halves)
+    assert torch.allclose((whole - x).flatten(1).norm(dim=1), torch.tensor(0.3), atol=1e-4)

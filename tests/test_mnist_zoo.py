@@ -78,21 +78,42 @@ def test_the_cpu_run_reproduces_the_gpu_headline_within_its_intervals():
         assert b.ci_low <= a.accuracy <= b.ci_high and a.ci_low <= b.accuracy <= a.ci_high, key
 
 
-def test_the_full_test_set_fgsm_run_agrees_with_the_headline_on_its_first_images():
-    """results/mnist/full/runs/fgsm (all 10,000 images, CPU) restricted to the first 1,000 lies
-    within the 95% interval of the headline's runs/fgsm (those 1,000 images, GPU) in every cell."""
+FULL_RUNS = ROOT / "results" / "mnist" / "full" / "runs"
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "pgd-l2", "cw"])
+def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(attack):
+    """results/mnist/full/runs/<attack> (all 10,000 images) restricted to the first 1,000 lies
+    within the 95% interval of the headline's runs/<attack> (those 1,000 images, GPU, other noise
+    draws and batches) in every cell."""
     from robbench.evaluation import robust_accuracy
     from robbench.run_grid import read_summary
 
-    full_dir = ROOT / "results" / "mnist" / "full" / "runs" / "fgsm"
+    full_dir = FULL_RUNS / attack
     full = read_summary(full_dir).set_index(["model", "attack", "eps"])
-    headline = read_summary(ROOT / "results" / "mnist" / "runs" / "fgsm").set_index(
+    headline = read_summary(ROOT / "results" / "mnist" / "runs" / attack).set_index(
         ["model", "attack", "eps"])
-    assert sorted(full.index) == sorted(headline.index) and len(full) == 8
+    assert sorted(full.index) == sorted(headline.index) and len(full) >= 6
     assert (full.n == 10_000).all() and (headline.n == 1000).all()
-    for model, attack, eps in full.index:
-        outcomes = load_outcomes(full_dir, cell_id(model, attack, eps))
+    for model, attack_name, eps in full.index:
+        outcomes = load_outcomes(full_dir, cell_id(model, attack_name, eps))
         preds = torch.from_numpy(outcomes["pred"][:, :1000])
         _, first = robust_accuracy(preds, torch.from_numpy(outcomes["label"][:1000]))
-        row = headline.loc[(model, attack, eps)]
-        assert row.ci_low <= first <= row.ci_high, (model, attack, eps, first)
+        row = headline.loc[(model, attack_name, eps)]
+        assert row.ci_low <= first <= row.ci_high, (model, attack_name, eps, first)
+
+
+@pytest.mark.parametrize("attack", ["eot-pgd", "apgd", "square"])
+def test_the_full_headline_reuses_the_headline_runs_of_its_eot_sized_attacks(attack):
+    """With --n-eot 1000 the whole-test-set headline's EOT-sized attacks have the 1,000-image
+    headline's configuration, so their runs are those runs, cell for cell."""
+    import json
+
+    full_dir, headline_dir = FULL_RUNS / attack, ROOT / "results" / "mnist" / "runs" / attack
+    assert (json.loads((full_dir / "config.json").read_text())["config"]
+            == json.loads((headline_dir / "config.json").read_text())["config"])
+    cells = sorted(p.name for p in (headline_dir / "cells").glob("*.npz"))
+    assert cells == sorted(p.name for p in (full_dir / "cells").glob("*.npz")) and cells
+    for name in cells:
+        with np.load(full_dir / "cells" / name) as a, np.load(headline_dir / "cells" / name) as b:
+            assert a.files == b.files and all((a[k] == b[k]).all() for k in a.files), name
