@@ -39,28 +39,65 @@ def eot_loss_grad(
     loss_fn: LossFn = cross_entropy_loss,
     max_batch: int | None = None,
     with_grad: bool = True,
+    direction_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Mean over ``eot`` noise draws of the per-example loss and of its input gradient.
 
     Returns (loss, grad, fooled): loss and the fraction of draws misclassified per example, and
     d loss / d x (None when ``with_grad`` is False). Draws are rows m * N + i of one batch;
     ``max_batch`` caps the rows per pass.
+
+    With ``direction_only`` (for attacks that step along sign(grad) or grad / ||grad||), grad
+    is the mean gradient's direction, scaled per example to a largest entry of 1: the loss is
+    taken in float64 and its gradient reaches the model rescaled per example, with one factor
+    for all of an example's draws, so that neither a saturated float32 softmax nor float32
+    underflow in the backward zeroes the step, and the draws keep their weights in the mean.
     """
     n = x.shape[0]
     draws_per_pass = eot if max_batch is None else max(1, min(eot, max_batch // max(n, 1)))
     loss_sum = torch.zeros(n, device=x.device)
     fooled = torch.zeros(n, device=x.device)
-    grad = torch.zeros_like(x)
+    wide = direction_only and with_grad
+    grad = torch.zeros_like(x, dtype=torch.float64 if wide else x.dtype)
     done = 0
     while done < eot:
         m = min(draws_per_pass, eot - done)
         xv = x.detach().clone().requires_grad_(with_grad)
         with torch.set_grad_enabled(with_grad):
             logits = model(xv.repeat(m, 1, 1, 1))
-            losses = loss_fn(logits, y.repeat(m)).view(m, n)
-        if with_grad:
-            grad += torch.autograd.grad(losses.sum(), xv)[0]
+            if wide:
+                losses, scale, grad_out = _rescaled_output_grad(logits, y.repeat(m), loss_fn, m)
+                scale = scale.view(-1, *([1] * (x.dim() - 1)))
+                grad += torch.autograd.grad(logits, xv, grad_out)[0].double() * scale
+            else:
+                losses = loss_fn(logits, y.repeat(m)).view(m, n)
+                if with_grad:
+                    grad += torch.autograd.grad(losses.sum(), xv)[0]
         loss_sum += losses.detach().sum(0)
         fooled += (logits.detach().argmax(1) != y.repeat(m)).view(m, n).float().sum(0)
         done += m
-    return loss_sum / eot, (grad / eot if with_grad else None), fooled / eot
+    if not with_grad:
+        return loss_sum / eot, None, fooled / eot
+    if wide:
+        peak = grad.flatten(1).abs().amax(1).view(-1, *([1] * (x.dim() - 1)))
+        grad = torch.where(peak > 0, grad / peak, grad).to(x.dtype)
+        return loss_sum / eot, grad, fooled / eot
+    return loss_sum / eot, grad / eot, fooled / eot
+
+
+def _rescaled_output_grad(
+    outputs: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, draws: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-draw loss as (draws, N), per-example scale, d loss / d outputs / scale): the loss
+    and its output gradient in float64, the gradient divided by each example's largest entry
+    over its draws, so that it is representable in the outputs' dtype."""
+    wide = outputs.detach().double().requires_grad_(True)
+    with torch.enable_grad():
+        losses = loss_fn(wide, y)
+        (g,) = torch.autograd.grad(losses.sum(), wide)
+    per_draw = g.view(draws, -1, *g.shape[1:])
+    scale = per_draw.abs().flatten(2).amax(2).amax(0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    grad_out = (per_draw / scale.view(1, -1, *([1] * (g.dim() - 1)))).view_as(g)
+    return (losses.detach().to(outputs.dtype).view(draws, per_draw.shape[1]), scale,
+            grad_out.to(outputs.dtype))

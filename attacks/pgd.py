@@ -67,7 +67,7 @@ def pgd(
         x_adv = _random_start(x, eps_t, norm) if random_start else x.clone()
         for _ in range(steps):
             _, grad, _ = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
-                                       max_batch=max_batch)
+                                       max_batch=max_batch, direction_only=True)
             if norm == "linf":
                 step = grad.sign()
             else:

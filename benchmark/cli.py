@@ -63,16 +63,24 @@ def positive_int(text: str) -> int:
     return value
 
 
-def int_tuple(text: str) -> tuple[int, ...]:
+def int_tuple(text: str, minimum: int = 1) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of integers (e.g. 140,80)"
         ) from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} must be integers >= 1")
+    if any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} must be integers >= {minimum}")
     return values
+
+
+def seed_tuple(text: str) -> tuple[int, ...]:
+    """Distinct non-negative seeds, in the order given."""
+    seeds = int_tuple(text, minimum=0)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} needs distinct seeds, each given once")
+    return seeds
 
 
 def nonnegative_float(text: str) -> float:
@@ -231,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimiser steps per stage, as a fraction of the full-data default")
     unl.add_argument("--n", type=positive_int, default=None, help="test examples")
     unl.add_argument("--eps", type=nonnegative_float, default=0.1)
+    unl.add_argument("--train-seeds", type=seed_tuple, default=(0,), metavar="S,…",
+                     help="train every model once per seed (its own labelled subset and initial "
+                          "weights); with several, the table gives mean ± sd over seeds")
     unl.add_argument("--out", default=None, help="directory (default results/<dataset>)")
     _add_common(unl)
     unl.set_defaults(func=cmd_unlabelled)
@@ -509,7 +520,7 @@ def cmd_unlabelled(args: argparse.Namespace) -> int:
     sizes = _sizes(args.unlabelled, "unlabelled", ("all", "labels"))
     out = Path(args.out) if args.out else Path("results") / args.dataset
     frame = unlabelled_study(args.dataset, labels, sizes, budget=args.budget, n_eval=args.n,
-                             eps=args.eps, data_dir=args.data_dir,
+                             eps=args.eps, train_seeds=args.train_seeds, data_dir=args.data_dir,
                              device=resolve_device(args.device), quiet=args.quiet,
                              grid_dir=out / "unlabelled")
     path = write_study(frame, out, args.command_line)

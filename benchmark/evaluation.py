@@ -31,7 +31,8 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At p = 0 or 1 a bound equals p exactly; rounding must not leave p outside it.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def robust_accuracy(preds: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:

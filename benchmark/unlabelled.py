@@ -8,6 +8,7 @@ they see, not in how long they train.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ def unlabelled_study(
     eps: float = 0.1,
     draws: int = 10,
     seed: int = 0,
+    train_seeds: Sequence[int] = (0,),
     data_dir: str | None = None,
     device: str = "cpu",
     quiet: bool = False,
@@ -69,7 +71,10 @@ def unlabelled_study(
     """One row per model: clean and PGD robust accuracy, and the samples' Fréchet distance.
 
     ``unlabelled`` sizes are image counts, ``None`` for the whole training set, or ``"labels"``
-    for M = N. With ``grid_dir``, each Short Run generator's samples are drawn there as a grid.
+    for M = N. Each of ``train_seeds`` trains every model again, with its own labelled subset
+    (shared by the models of that seed) and initial weights; with more than one, rows carry a
+    ``seed`` column (see ``seed_summary``). ``seed`` seeds the evaluation. With ``grid_dir``,
+    the samples of each Short Run generator of the first training seed are drawn there.
     """
     from robbench.plots import plot_samples
 
@@ -83,11 +88,11 @@ def unlabelled_study(
     for n_labels in labels:
         sizes = [n_labels if m == "labels" else m for m in unlabelled]
         runs = [("convnet", None)] + [("shortrun", m) for m in dict.fromkeys(sizes)]
-        for name, m in runs:
+        for train_seed, (name, m) in itertools.product(train_seeds, runs):
             if m is not None and m < n_labels:
                 continue
             spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), budget,
-                               data.classes, **(overrides or {}))
+                               data.classes, **{"seed": train_seed, **(overrides or {})})
             model, card = load_model(name, dataset, spec=spec, device=device, quiet=quiet,
                                      data_dir=data_dir)
             torch.manual_seed(seed)
@@ -99,13 +104,14 @@ def unlabelled_study(
             if name == "shortrun":
                 samples = generator_samples(model, len(data.x_test), seed)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
-                if grid_dir is not None:
+                if grid_dir is not None and train_seed == train_seeds[0]:
                     Path(grid_dir).mkdir(parents=True, exist_ok=True)
                     plot_samples(model, Path(grid_dir), seed=seed,
                                  name=f"samples-N{n_labels}-M{size}",
                                  caption=f"{dataset}: N = {n_labels} labels, M = {size} "
                                          "images for the generative stage")
-            rows.append({"model": name, "labels": n_labels,
+            seed_column = {"seed": train_seed} if len(train_seeds) > 1 else {}
+            rows.append({"model": name, "labels": n_labels, **seed_column,
                          "unlabelled": "-" if name == "convnet" else size,
                          "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",
                          f"pgd_{eps:g}": robust[0], "pgd_ci": f"[{robust[1]:.3f}, {robust[2]:.3f}]",
@@ -114,11 +120,32 @@ def unlabelled_study(
     return pd.DataFrame(rows)
 
 
+def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over training seeds of each model's accuracies and distance:
+    how much of a difference between rows one seed's noise could make."""
+    keys = ["model", "labels", "unlabelled"]
+    metrics = [c for c in frame.columns if c in ("clean", "frechet_distance")
+               or c.startswith("pgd_") and c != "pgd_ci"]
+    grouped = frame.groupby(keys, sort=False)
+    summary = grouped.size().rename("seeds").reset_index()
+    for metric in metrics:
+        mean, sd = grouped[metric].mean().to_numpy(), grouped[metric].std().to_numpy()
+        summary[metric] = [f"{m:.3f} ± {s:.3f}" if m == m else "-" for m, s in zip(mean, sd,
+                                                                                  strict=True)]
+    return summary
+
+
 def write_study(frame: pd.DataFrame, out_dir: str | Path, command: str) -> Path:
+    """unlabelled.csv (one row per model) and unlabelled.md, led by the mean ± sd over training
+    seeds when there are several."""
     from robbench.models.checkpoint_io import atomic_write_bytes
 
     out_dir = Path(out_dir)
     atomic_write_bytes(out_dir / "unlabelled.csv", frame.to_csv(index=False).encode())
-    text = (f"`{command}`\n\n" + frame.to_markdown(index=False, floatfmt=".3f") + "\n")
+    text = f"`{command}`\n\n"
+    if "seed" in frame.columns:
+        text += ("Mean ± standard deviation over the training seeds:\n\n"
+                 + seed_summary(frame).to_markdown(index=False) + "\n\nEach seed:\n\n")
+    text += frame.to_markdown(index=False, floatfmt=".3f") + "\n"
     atomic_write_bytes(out_dir / "unlabelled.md", text.encode())
     return out_dir / "unlabelled.md"

@@ -136,11 +136,17 @@ def train_and_save(
     quiet: bool = False,
     command: str | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train ``spec`` from scratch, evaluate on the test split and write the checkpoint."""
+    """Train ``spec`` from scratch, evaluate on the test split and write the checkpoint.
+
+    The weights depend only on ``spec`` (and the device and torch build), so the command on
+    the model card retrains the same model.
+    """
     from robbench.datasets import load_dataset
     from robbench.models.training import accuracy, train_model
 
     data = load_dataset(spec.dataset, data_dir)
+    # The initial weights come from the spec's seed, not from whatever the process drew before.
+    torch.manual_seed(spec.train.seed)
     model = build_model(spec.model)
     stats = train_model(model, spec, data.x_train, data.y_train, device=device, quiet=quiet)
     torch.manual_seed(spec.train.seed)

@@ -27,6 +27,20 @@ def tiny_config(name: str, **overrides) -> ModelConfig:
     return ModelConfig(**kw)
 
 
+class ConfidentLinear(torch.nn.Module):
+    """A linear classifier so confident on its inputs that float32 softmax saturates."""
+
+    def __init__(self, margin: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(10, 16))
+        with torch.no_grad():
+            self.weight[0] = margin / 8.0  # class 0 wins by about `margin` on inputs of 0.5
+            self.weight[1:] = torch.linspace(-1.0, 1.0, 9 * 16).view(9, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.t()
+
+
 @pytest.fixture
 def tiny_shortrun():
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ConfidentLinear
 
 from robbench.attacks.registry import attack_params, craft
 from robbench.attacks.threat_model import (
@@ -66,24 +67,10 @@ def test_unknown_attack_settings_are_rejected():
         attack_params("pgd", kappa=1.0)
 
 
-class _ConfidentLinear(torch.nn.Module):
-    """A linear classifier so confident on its inputs that float32 softmax saturates."""
-
-    def __init__(self, margin: float) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(10, 16))
-        with torch.no_grad():
-            self.weight[0] = margin / 8.0  # class 0 wins by about `margin` on inputs of 0.5
-            self.weight[1:] = torch.linspace(-1.0, 1.0, 9 * 16).view(9, 16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) @ self.weight.t()
-
-
 @pytest.mark.parametrize("backend", ["torchattacks", "foolbox"])
 def test_sign_and_direction_attacks_move_confident_examples(backend):
     """A saturated softmax gives float32 cross-entropy a zero gradient; FGSM and PGD still step."""
-    model = _ConfidentLinear(margin=200.0)
+    model = ConfidentLinear(margin=200.0)
     x, y = torch.full((4, 1, 4, 4), 0.5), torch.zeros(4, dtype=torch.long)
     for name, norm in (("fgsm", "linf"), ("pgd", "linf"), ("pgd-l2", "l2")):
         params = (None if name == "fgsm" else
@@ -94,7 +81,7 @@ def test_sign_and_direction_attacks_move_confident_examples(backend):
 
 def test_pgd_l2_takes_the_same_steps_whatever_the_batch():
     """torchattacks averages the loss over the batch; tiny gradients must not shrink the step."""
-    model = _ConfidentLinear(margin=20.0)
+    model = ConfidentLinear(margin=20.0)
     x = torch.rand(64, 1, 4, 4) * 0.2 + 0.4
     y = torch.zeros(64, dtype=torch.long)
     params = attack_params("pgd-l2", steps=3, step_size=0.1, random_start=False)

@@ -17,6 +17,7 @@ from robbench.models.registry import (
     load_model,
     override_spec,
     shipped_path,
+    train_and_save,
 )
 
 
@@ -92,3 +93,36 @@ def test_overridden_spec_is_trained_and_cached(tmp_path, monkeypatch):
 def test_unknown_settings_are_rejected():
     with pytest.raises(ValueError, match="'widht' is unknown"):
         override_spec(default_spec("convnet", "digits"), widht=3)
+
+
+@pytest.mark.parametrize("model", ["convnet", "shortrun"])
+def test_retraining_a_spec_gives_the_same_weights_whatever_ran_before(tmp_path, model):
+    """The model card's command reproduces its weights: initialisation is seeded from the spec,
+    not left to the process's random state (which differs from run to run)."""
+    spec = override_spec(default_spec(model, "digits"), epochs=1, generative_epochs=1,
+                         discriminative_epochs=1, bptt_epochs=0, width=4, latent=4,
+                         langevin_steps=2, labels=50)
+    cards = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        cards.append(train_and_save(spec, tmp_path / f"{state}.safetensors", quiet=True)[1])
+    assert cards[0]["sha256"] == cards[1]["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["convnet", "shortrun"])
+def test_the_shipped_digits_checkpoints_retrain_from_their_cards(tmp_path, model):
+    """Running the command on a shipped digits card, as a user would, gives the shipped weights
+    (same torch build on a CPU; other builds or CPUs may differ in the last bits)."""
+    import shlex
+    import subprocess
+    import sys
+
+    card = json.loads(shipped_path(default_spec(model, "digits")).with_suffix(".json").read_text())
+    argv = shlex.split(card["command"])
+    assert argv[0] == "robbench"
+    out = tmp_path / "retrained.safetensors"
+    argv[argv.index("--out") + 1] = str(out)
+    subprocess.run([sys.executable, "-m", "robbench.cli", *argv[1:]], check=True,
+                   capture_output=True)
+    assert json.loads(out.with_suffix(".json").read_text())["sha256"] == card["sha256"]

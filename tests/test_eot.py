@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import torch
 import torchattacks
+from conftest import ConfidentLinear
 
 from robbench.attacks.eot import cross_entropy_loss, eot_loss_grad, margin_loss
 from robbench.attacks.pgd import pgd
 from robbench.attacks.registry import attack_params, craft
+from robbench.attacks.threat_model import perturbation_norms
 from robbench.models.shortrun import draw_langevin_noise
 
 
@@ -74,3 +76,31 @@ def test_restarts_keep_the_best_restart_per_example(tiny_convnet, digits):
     three = pgd(tiny_convnet, x, y, eps=0.05, steps=2, step_size=0.02, restarts=3)
     wrong = [(tiny_convnet(a).argmax(1) != y).sum().item() for a in (one, three)]
     assert wrong[1] >= wrong[0]  # restart 1 is the same run; the best of 3 cannot be worse
+
+
+def test_direction_only_is_the_eot_mean_gradient_scaled_per_example(tiny_shortrun, digits):
+    """Rescaling the output gradient per example must keep every draw's weight in the mean,
+    across chunks of draws too."""
+    x, y = digits.x_test[:6], digits.y_test[:6]
+    for loss_fn in (cross_entropy_loss, margin_loss):
+        torch.manual_seed(4)
+        _, raw, _ = eot_loss_grad(tiny_shortrun, x, y, eot=4, loss_fn=loss_fn, max_batch=12)
+        torch.manual_seed(4)
+        _, unit, _ = eot_loss_grad(tiny_shortrun, x, y, eot=4, loss_fn=loss_fn, max_batch=12,
+                                   direction_only=True)
+        peak = raw.flatten(1).abs().amax(1)
+        assert (peak > 1e-6).all()
+        torch.testing.assert_close(unit.flatten(1).abs().amax(1), torch.ones(6))
+        torch.testing.assert_close(unit, raw / peak.view(-1, 1, 1, 1), atol=1e-4, rtol=0)
+
+
+def test_engine_pgd_moves_examples_whose_float32_softmax_saturates():
+    """With a saturated softmax float32 cross-entropy has a zero gradient; the engine's PGD
+    (EOT-PGD, transfer, the diagnostics) still takes full steps."""
+    model = ConfidentLinear(margin=200.0)
+    x, y = torch.full((4, 1, 4, 4), 0.5), torch.zeros(4, dtype=torch.long)
+    assert not eot_loss_grad(model, x, y)[1].any()  # the plain gradient is exactly zero
+    for norm, eps, step in (("linf", 0.1, 0.05), ("l2", 1.0, 0.5)):
+        adv = pgd(model, x, y, eps=eps, norm=norm, steps=3, step_size=step, random_start=False,
+                  eot=2, max_batch=4)
+        assert (perturbation_norms(x, adv, norm) > 0.99 * eps).all(), norm

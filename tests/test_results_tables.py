@@ -212,3 +212,11 @@ def test_the_worst_case_summary_labels_what_each_row_leaves_out(runs: list[Path]
     ]
     assert list(summary.convnet[1:]) == ["0.0% [0.0, 65.8]", "50.0% [9.5, 90.5]",
                                          "50.0% [15.0, 85.0]"]
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 60, 397, 1000, 10_000])
+def test_the_wilson_interval_contains_the_accuracy_even_at_0_and_1(n):
+    for successes in (0, 1, n // 2, n - 1, n):
+        low, high = wilson_interval(successes, n)
+        assert 0.0 <= low <= successes / n <= high <= 1.0
+    assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0

@@ -86,3 +86,32 @@ def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
     assert exit_info.value.code == 2
     assert "'0' must be a finite number > 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_several_training_seeds_give_a_row_each_and_a_mean_and_spread(tmp_path):
+    from robbench.unlabelled import seed_summary, write_study
+
+    fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
+    frame = unlabelled_study("digits", [30], ["labels"], n_eval=20, draws=2, quiet=True,
+                             overrides=fast, train_seeds=(0, 1))
+    assert list(zip(frame.model, frame.seed, strict=True)) == [
+        ("convnet", 0), ("shortrun", 0), ("convnet", 1), ("shortrun", 1)]
+    assert frame.sha256.nunique() == 4  # each seed trains its own models
+    summary = seed_summary(frame).set_index("model")
+    assert summary.seeds.tolist() == [2, 2]
+    clean = frame.groupby("model").clean
+    mean, sd = clean.mean()["shortrun"], clean.std()["shortrun"]
+    assert summary.loc["shortrun", "clean"] == f"{mean:.3f} ± {sd:.3f}"
+    assert summary.loc["convnet", "frechet_distance"] == "-"
+    text = write_study(frame, tmp_path, "robbench unlabelled").read_text()
+    assert "Mean ± standard deviation over the training seeds" in text and "seed |" in text
+
+
+def test_bad_training_seeds_are_one_line_errors(capsys, tmp_path):
+    for bad, message in (("0,0", "needs distinct seeds"), ("-1", "must be integers >= 0"),
+                         ("a", "is not a comma-separated list of integers")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["unlabelled", "--train-seeds", bad, "--out", str(tmp_path)])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())
