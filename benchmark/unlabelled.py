@@ -124,8 +124,7 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over training seeds of each model's accuracies and distance:
     how much of a difference between rows one seed's noise could make."""
     keys = ["model", "labels", "unlabelled"]
-    metrics = [c for c in frame.columns if c in ("clean", "frechet_distance")
-               or c.startswith("pgd_") and c != "pgd_ci"]
+    metrics = _metrics(frame)
     grouped = frame.groupby(keys, sort=False)
     summary = grouped.size().rename("seeds").reset_index()
     for metric in metrics:
@@ -133,6 +132,30 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
         summary[metric] = [f"{m:.3f} ± {s:.3f}" if m == m else "-" for m, s in zip(mean, sd,
                                                                                   strict=True)]
     return summary
+
+
+def _metrics(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c in ("clean", "frechet_distance")
+            or c.startswith("pgd_") and c != "pgd_ci"]
+
+
+def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each Short Run row minus the Short Run row of the same labels and seed with the fewest
+    generative images: mean ± sd over seeds, and in how many seeds it was higher. Pairing by
+    seed (same labelled subset and initial weights) removes most of the seed-to-seed spread."""
+    shortrun = frame[frame.model == "shortrun"]
+    rows = []
+    for labels, group in shortrun.groupby("labels", sort=False):
+        sizes = list(dict.fromkeys(group.unlabelled))
+        base = group[group.unlabelled == sizes[0]].set_index("seed")
+        for size in sizes[1:]:
+            other = group[group.unlabelled == size].set_index("seed")
+            row = {"labels": labels, "unlabelled": size, "versus": sizes[0], "seeds": len(other)}
+            for metric in _metrics(frame):
+                d = (other[metric] - base[metric]).dropna()
+                row[metric] = f"{d.mean():+.3f} ± {d.std():.3f} ({(d > 0).sum()}/{len(d)} higher)"
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def write_study(frame: pd.DataFrame, out_dir: str | Path, command: str) -> Path:
@@ -145,7 +168,13 @@ def write_study(frame: pd.DataFrame, out_dir: str | Path, command: str) -> Path:
     text = f"`{command}`\n\n"
     if "seed" in frame.columns:
         text += ("Mean ± standard deviation over the training seeds:\n\n"
-                 + seed_summary(frame).to_markdown(index=False) + "\n\nEach seed:\n\n")
+                 + seed_summary(frame).to_markdown(index=False) + "\n\n")
+        paired = paired_differences(frame)
+        if len(paired):
+            text += ("Paired by seed: each Short Run row minus the one with the fewest "
+                     "generative images (`versus`) on the same labels:\n\n"
+                     + paired.to_markdown(index=False) + "\n\n")
+        text += "Each seed:\n\n"
     text += frame.to_markdown(index=False, floatfmt=".3f") + "\n"
     atomic_write_bytes(out_dir / "unlabelled.md", text.encode())
     return out_dir / "unlabelled.md"

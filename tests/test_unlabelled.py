@@ -105,6 +105,25 @@ def test_several_training_seeds_give_a_row_each_and_a_mean_and_spread(tmp_path):
     assert summary.loc["convnet", "frechet_distance"] == "-"
     text = write_study(frame, tmp_path, "robbench unlabelled").read_text()
     assert "Mean ± standard deviation over the training seeds" in text and "seed |" in text
+    assert "Paired by seed" not in text  # one Short Run size: nothing to pair
+
+
+def test_paired_differences_subtract_the_same_seeds_row():
+    import pandas as pd
+
+    from robbench.unlabelled import paired_differences
+
+    rows = [("convnet", "-", s, 0.8, None) for s in (0, 1, 2)]
+    rows += [("shortrun", 100, s, c, f) for s, c, f in ((0, 0.80, 60.0), (1, 0.90, 50.0),
+                                                         (2, 0.70, 70.0))]
+    rows += [("shortrun", 1400, s, c, f) for s, c, f in ((0, 0.85, 65.0), (1, 0.91, 45.0),
+                                                          (2, 0.69, 80.0))]
+    frame = pd.DataFrame([{"model": m, "labels": 100, "seed": s, "unlabelled": u, "clean": c,
+                           "pgd_0.1": c / 2, "frechet_distance": f} for m, u, s, c, f in rows])
+    paired = paired_differences(frame).iloc[0]
+    assert (paired.unlabelled, paired.versus, paired.seeds) == (1400, 100, 3)
+    assert paired.clean == "+0.017 ± 0.031 (2/3 higher)"  # differences .05, .01, -.01
+    assert paired.frechet_distance == "+3.333 ± 7.638 (2/3 higher)"  # 5, -5, 10
 
 
 def test_bad_training_seeds_are_one_line_errors(capsys, tmp_path):
