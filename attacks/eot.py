@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from robbench.attacks.logit_gradient import unit_peak
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -66,7 +68,7 @@ def eot_loss_grad(
         with torch.set_grad_enabled(with_grad):
             logits = model(xv.repeat(m, 1, 1, 1))
             if wide:
-                losses, scale, grad_out = _rescaled_output_grad(logits, y.repeat(m), loss_fn, m)
+                losses, grad_out, scale = _unit_output_grad(logits, y.repeat(m), loss_fn, m)
                 scale = scale.view(-1, *([1] * (x.dim() - 1)))
                 grad += torch.autograd.grad(logits, xv, grad_out)[0].double() * scale
             else:
@@ -79,25 +81,19 @@ def eot_loss_grad(
     if not with_grad:
         return loss_sum / eot, None, fooled / eot
     if wide:
-        peak = grad.flatten(1).abs().amax(1).view(-1, *([1] * (x.dim() - 1)))
-        grad = torch.where(peak > 0, grad / peak, grad).to(x.dtype)
-        return loss_sum / eot, grad, fooled / eot
+        return loss_sum / eot, unit_peak(grad)[0].to(x.dtype), fooled / eot
     return loss_sum / eot, grad / eot, fooled / eot
 
 
-def _rescaled_output_grad(
+def _unit_output_grad(
     outputs: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, draws: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(per-draw loss as (draws, N), per-example scale, d loss / d outputs / scale): the loss
-    and its output gradient in float64, the gradient divided by each example's largest entry
-    over its draws, so that it is representable in the outputs' dtype."""
+    """(per-draw loss as (draws, N), d loss / d outputs divided per example by ``unit_peak``,
+    those divisors): loss and gradient in float64, the gradient then representable in the
+    outputs' dtype."""
     wide = outputs.detach().double().requires_grad_(True)
     with torch.enable_grad():
         losses = loss_fn(wide, y)
         (g,) = torch.autograd.grad(losses.sum(), wide)
-    per_draw = g.view(draws, -1, *g.shape[1:])
-    scale = per_draw.abs().flatten(2).amax(2).amax(0)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    grad_out = (per_draw / scale.view(1, -1, *([1] * (g.dim() - 1)))).view_as(g)
-    return (losses.detach().to(outputs.dtype).view(draws, per_draw.shape[1]), scale,
-            grad_out.to(outputs.dtype))
+    grad_out, scale = unit_peak(g, draws)
+    return losses.detach().to(outputs.dtype).view(draws, -1), grad_out.to(outputs.dtype), scale

@@ -6,6 +6,16 @@ import torch
 from torch import nn
 
 
+def unit_peak(grad: torch.Tensor, draws: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grad`` divided by each example's largest absolute entry, and those divisors (1 where
+    the gradient is all zero). Rows m * N + i (m < ``draws``) are draws of example i and share
+    its divisor, so rescaling keeps their weights relative to each other."""
+    rows = grad.reshape(draws, -1, *grad.shape[1:])
+    peak = rows.abs().flatten(2).amax(2).amax(0)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return (rows / peak.view(1, -1, *([1] * (grad.dim() - 1)))).view_as(grad), peak
+
+
 class _DirectionOnlyGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
@@ -14,8 +24,7 @@ class _DirectionOnlyGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        scale = grad.abs().amax(1, keepdim=True)
-        return torch.where(scale > 0, grad / scale, grad).to(ctx.dtype)
+        return unit_peak(grad)[0].to(ctx.dtype)
 
 
 class DirectionOnlyLogits(nn.Module):
