@@ -82,7 +82,8 @@ FULL_RUNS = ROOT / "results" / "mnist" / "full" / "runs"
 HEADLINE_RUNS = ROOT / "results" / "mnist" / "runs"
 
 
-@pytest.mark.parametrize(("attack", "cells"), [("fgsm", 8), ("pgd", 8), ("pgd-l2", 6), ("cw", 6)])
+@pytest.mark.parametrize(("attack", "cells"), [("fgsm", 8), ("pgd", 8), ("pgd-l2", 6), ("cw", 6),
+                                                  ("transfer", 8)])
 def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(attack, cells):
     """results/mnist/full/runs/<attack> (all 10,000 images) restricted to the first 1,000 lies
     within the 95% interval of the headline's runs/<attack> (those 1,000 images, GPU, other noise
@@ -103,7 +104,7 @@ def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(at
         assert row.ci_low <= first <= row.ci_high, (model, attack_name, eps, first)
 
 
-@pytest.mark.parametrize("attack", ["eot-pgd", "apgd", "square"])
+@pytest.mark.parametrize("attack", ["eot-pgd", "apgd", "autoattack-rand", "square"])
 def test_the_full_headline_reuses_the_headline_runs_of_its_eot_sized_attacks(attack):
     """With --n-eot 1000 the whole-test-set headline's EOT-sized attacks have the 1,000-image
     headline's configuration, so their runs are those runs, cell for cell."""
