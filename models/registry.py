@@ -98,6 +98,11 @@ def build_model(config: ModelConfig) -> nn.Module:
     return ShortRunClassifier(config) if config.name == "shortrun" else ConvNet(config)
 
 
+# Raised whenever a change to training makes a spec train other weights, so that a model cached
+# by an older robbench is retrained instead of reused. 2: initial weights seeded from the spec.
+TRAINING_REVISION = 2
+
+
 def cache_dir() -> Path:
     env = os.environ.get("ROBBENCH_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "robbench" / "models"
@@ -111,19 +116,24 @@ def cached_path(spec: ModelSpec) -> Path:
     return cache_dir() / f"{spec.dataset}-{spec.model.name}-{spec.fingerprint()}.safetensors"
 
 
-def _matches(path: Path, spec: ModelSpec) -> bool:
+def _matches(path: Path, spec: ModelSpec, revision: int = 0) -> bool:
     from robbench.models.checkpoint_io import read_card
 
     if not path.is_file():
         return False
-    return ModelSpec.from_dict(read_card(path)["spec"]) == spec
+    card = read_card(path)
+    return (ModelSpec.from_dict(card["spec"]) == spec
+            and card.get("training_revision", 1) >= revision)
 
 
 def find_checkpoint(spec: ModelSpec) -> Path | None:
-    """The shipped checkpoint if it was trained from ``spec``, else a cached one, else None."""
-    for path in (shipped_path(spec), cached_path(spec)):
-        if _matches(path, spec):
-            return path
+    """The shipped checkpoint if it was trained from ``spec``, else one cached by the current
+    training code, else None. (Shipped checkpoints are the reference weights whatever
+    revision trained them; a stale cached one is retrained over.)"""
+    if _matches(shipped_path(spec), spec):
+        return shipped_path(spec)
+    if _matches(cached_path(spec), spec, TRAINING_REVISION):
+        return cached_path(spec)
     return None
 
 
@@ -163,6 +173,7 @@ def train_and_save(
         "robbench_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
+        "training_revision": TRAINING_REVISION,
     }
     save_checkpoint(model, spec, path, card)
     from robbench.models.checkpoint_io import read_card

@@ -11,6 +11,7 @@ from conftest import tiny_config
 from robbench.models.checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
 from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.registry import (
+    TRAINING_REVISION,
     build_model,
     default_spec,
     find_checkpoint,
@@ -88,6 +89,34 @@ def test_overridden_spec_is_trained_and_cached(tmp_path, monkeypatch):
     assert cached is not None and cached.parent == tmp_path
     assert 0.0 <= card["clean_test_accuracy"] <= 1.0
     assert len(card["sha256"]) == 64 and card["spec"]["model"]["width"] == 4
+
+
+def test_a_model_cached_by_older_training_code_is_retrained(tmp_path, monkeypatch):
+    """A cache written before initial weights were seeded matches its spec but not the weights
+    that spec now trains: it is not reused, and training writes over it."""
+    monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path))
+    spec = override_spec(default_spec("convnet", "digits"), epochs=1, width=4, latent=4)
+    _, card = load_model("convnet", "digits", spec=spec, quiet=True)
+    assert card["training_revision"] == TRAINING_REVISION
+    cached = find_checkpoint(spec)
+    old_card = json.loads(cached.with_suffix(".json").read_text())
+    del old_card["training_revision"]  # as robbench wrote cards before it kept one
+    cached.with_suffix(".json").write_text(json.dumps(old_card))
+    assert find_checkpoint(spec) is None
+    _, retrained = load_model("convnet", "digits", spec=spec, quiet=True)
+    assert retrained["training_revision"] == TRAINING_REVISION
+    assert retrained["sha256"] == card["sha256"] and find_checkpoint(spec) == cached
+
+
+def test_a_shipped_checkpoint_is_used_whatever_revision_trained_it(tmp_path, monkeypatch):
+    """The shipped checkpoints are the reference weights (the MNIST ones predate seeding)."""
+    import robbench.models.registry as registry
+
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path / "cache"))
+    spec = default_spec("convnet", "digits")
+    save_checkpoint(build_model(spec.model), spec, shipped_path(spec), {"note": "no revision"})
+    assert find_checkpoint(spec) == tmp_path / "digits-convnet.safetensors"
 
 
 def test_unknown_settings_are_rejected():
