@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     unl = sub.add_parser("unlabelled", help="claim 2: N labels, M unlabelled images")
     unl.add_argument("--labels", default="100", help="comma-separated label budgets N")
     unl.add_argument("--unlabelled", default="labels,all",
-                     help="comma-separated generative-stage sizes M ('all' = training set, "
-                          "'labels' = N)")
+                     help="comma-separated generative-stage sizes M, counting the N labelled "
+                          "images ('all' = training set, 'labels' = N; a size below N is "
+                          "skipped for that N)")
     unl.add_argument("--budget", type=positive_float, default=1.0,
                      help="optimiser steps per stage, as a fraction of the full-data default")
     unl.add_argument("--n", type=positive_int, default=None, help="test examples")

@@ -21,7 +21,7 @@ from robbench.attacks.registry import craft
 from robbench.datasets import load_dataset
 from robbench.evaluation import accuracy_with_interval
 from robbench.models.registry import default_spec, load_model, override_spec
-from robbench.models.training import subset_sizes
+from robbench.models.training import check_label_budget, subset_sizes
 from robbench.synthesis import convnet_features, frechet_distance, generator_samples
 
 
@@ -79,6 +79,13 @@ def unlabelled_study(
     from robbench.plots import plot_samples
 
     data = load_dataset(dataset, data_dir)
+    for n_labels in labels:
+        check_label_budget(n_labels, data.y_train)
+    for m in unlabelled:
+        if isinstance(m, int) and m < min(labels):
+            raise ValueError(f"unlabelled {m} is below every label budget ({min(labels)} and "
+                             "up); M counts the labelled images too, so M >= N ('labels' "
+                             "for M = N)")
     n = len(data.x_test) if n_eval is None else min(n_eval, len(data.x_test))
     x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
     features, _ = load_model("convnet", dataset, device=device, quiet=True,
@@ -100,18 +107,18 @@ def unlabelled_study(
             x_adv = craft("pgd", model, x, y, [eps])[eps]
             robust = accuracy_with_interval(model, x_adv, y, draws)
             fd = None
-            size = m or len(data.x_train)
+            n_labelled, size = subset_sizes(spec.train, len(data.x_train), data.classes)
             if name == "shortrun":
                 samples = generator_samples(model, len(data.x_test), seed)
                 fd = frechet_distance(convnet_features(features, samples), test_features)
                 if grid_dir is not None and train_seed == train_seeds[0]:
                     Path(grid_dir).mkdir(parents=True, exist_ok=True)
                     plot_samples(model, Path(grid_dir), seed=seed,
-                                 name=f"samples-N{n_labels}-M{size}",
-                                 caption=f"{dataset}: N = {n_labels} labels, M = {size} "
+                                 name=f"samples-N{n_labelled}-M{size}",
+                                 caption=f"{dataset}: N = {n_labelled} labels, M = {size} "
                                          "images for the generative stage")
             seed_column = {"seed": train_seed} if len(train_seeds) > 1 else {}
-            rows.append({"model": name, "labels": n_labels, **seed_column,
+            rows.append({"model": name, "labels": n_labelled, **seed_column,
                          "unlabelled": "-" if name == "convnet" else size,
                          "clean": clean[0], "clean_ci": f"[{clean[1]:.3f}, {clean[2]:.3f}]",
                          f"pgd_{eps:g}": robust[0], "pgd_ci": f"[{robust[1]:.3f}, {robust[2]:.3f}]",

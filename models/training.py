@@ -54,10 +54,27 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def subset_sizes(t: TrainConfig, train_size: int, classes: int) -> tuple[int, int]:
     """(labelled images, generative-stage pool) that ``select_subsets`` takes from
-    ``train_size`` images of ``classes`` classes."""
+    ``train_size`` images of ``classes`` classes: N rounded down to a multiple of the classes,
+    M capped at the training set."""
     labelled = train_size if t.labels is None else max(t.labels // classes, 1) * classes
-    pool = train_size if t.unlabelled is None else max(t.unlabelled, labelled)
+    pool = train_size if t.unlabelled is None else min(max(t.unlabelled, labelled), train_size)
     return labelled, pool
+
+
+def check_label_budget(labels: int | None, y: torch.Tensor) -> None:
+    """Raise ValueError, naming the value, if ``labels`` images cannot be drawn balanced over
+    the classes of ``y`` (the labelled set takes N / classes images of every class)."""
+    if labels is None:
+        return
+    counts = torch.bincount(y)
+    classes, smallest = len(counts), int(counts.min())
+    if labels < classes:
+        raise ValueError(f"labels {labels} is fewer than the {classes} classes; the labelled "
+                         f"set takes the same number of every class, so at least {classes}")
+    if labels // classes > smallest:
+        raise ValueError(f"labels {labels} needs {labels // classes} images of every class but "
+                         f"the smallest class has {smallest}; allowed: at most "
+                         f"{smallest * classes}")
 
 
 def select_subsets(
@@ -69,6 +86,7 @@ def select_subsets(
     generative stage only) is the labelled set plus M - N other training images.
     """
     t = spec.train
+    check_label_budget(t.labels, y)
     gen = torch.Generator().manual_seed(t.seed + 1)
     perm = torch.randperm(len(x), generator=gen)
     classes = int(y.max()) + 1

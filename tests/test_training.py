@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import tiny_config
 from torch import nn
@@ -56,3 +57,15 @@ def test_label_subsets_are_balanced_and_pool_contains_them(digits):
     x_lab, _, pool = select_subsets(ModelSpec("digits", spec.model, odd), digits.x_train,
                                     digits.y_train)
     assert subset_sizes(odd, len(digits.x_train), 10) == (len(x_lab), len(pool)) == (50, 1400)
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    (9, "labels 9 is fewer than the 10 classes"),
+    (1360, "labels 1360 needs 136 images of every class but the smallest class has 135"),
+])
+def test_a_label_budget_no_balanced_set_can_take_is_refused(digits, labels, message):
+    spec = ModelSpec("digits", tiny_config("shortrun"), TrainConfig(labels=labels))
+    with pytest.raises(ValueError, match=message):
+        select_subsets(spec, digits.x_train, digits.y_train)
+    largest = ModelSpec("digits", spec.model, TrainConfig(labels=1350))
+    assert len(select_subsets(largest, digits.x_train, digits.y_train)[0]) == 1350

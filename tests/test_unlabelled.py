@@ -63,14 +63,17 @@ def test_a_pass_left_without_steps_keeps_the_last_real_loss():
 
 def test_study_rows_cover_the_convnet_and_each_unlabelled_size(tmp_path):
     fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
-    frame = unlabelled_study("digits", [30], ["labels", 200, 10], n_eval=20, draws=2,
+    frame = unlabelled_study("digits", [35], ["labels", 200, 9999], n_eval=20, draws=2,
                              quiet=True, overrides=fast, grid_dir=tmp_path)
-    assert list(frame.model) == ["convnet", "shortrun", "shortrun"]  # M=10 < N is skipped
-    assert list(frame.unlabelled) == ["-", 30, 200]
+    assert list(frame.model) == ["convnet", "shortrun", "shortrun", "shortrun"]
+    # the sizes drawn, not those asked for: 35 labels are 3 of each class, and 9,999
+    # generative images are the 1,400 there are
+    assert list(frame.labels) == [30] * 4
+    assert list(frame.unlabelled) == ["-", 35, 200, 1400]
     assert frame.clean.between(0, 1).all() and frame["pgd_0.1"].between(0, 1).all()
     assert frame.frechet_distance.iloc[1:].gt(0).all()
-    assert {p.name for p in tmp_path.glob("*.png")} == {"samples-N30-M30.png",
-                                                          "samples-N30-M200.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "samples-N30-M35.png", "samples-N30-M200.png", "samples-N30-M1400.png"}
 
 
 def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
@@ -85,6 +88,17 @@ def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
         main(["unlabelled", "--budget", "0", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "'0' must be a finite number > 0" in capsys.readouterr().err
+    # sizes no labelled set can take fail before anything is trained
+    assert main(["unlabelled", "--labels", "100", "--unlabelled", "5", "--out",
+                 str(tmp_path)]) == 2
+    assert ("unlabelled 5 is below every label budget (100 and up)"
+            in capsys.readouterr().err)
+    assert main(["unlabelled", "--labels", "5", "--out", str(tmp_path)]) == 2
+    assert "labels 5 is fewer than the 10 classes" in capsys.readouterr().err
+    assert main(["unlabelled", "--labels", "100,99999", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "labels 99999 needs 9999 images of every class" in err
+    assert "the smallest class has 135; allowed: at most 1350" in err
     assert not any(tmp_path.iterdir())
 
 
