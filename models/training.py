@@ -54,9 +54,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def subset_sizes(t: TrainConfig, train_size: int, classes: int) -> tuple[int, int]:
     """(labelled images, generative-stage pool) that ``select_subsets`` takes from
-    ``train_size`` images of ``classes`` classes: N rounded down to a multiple of the classes,
-    M capped at the training set."""
-    labelled = train_size if t.labels is None else max(t.labels // classes, 1) * classes
+    ``train_size`` images of ``classes`` classes: N rounded down to a multiple of the classes
+    (``check_label_budget`` has refused an N below it), M capped at the training set."""
+    labelled = train_size if t.labels is None else t.labels // classes * classes
     pool = train_size if t.unlabelled is None else min(max(t.unlabelled, labelled), train_size)
     return labelled, pool
 

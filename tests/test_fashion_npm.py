@@ -60,6 +60,7 @@ def test_the_split_is_balanced_shuffled_seeded_and_keeps_copies_out_of_the_test_
         out / "t10k-images-idx3-ubyte.gz").read_bytes()
     record = json.loads((out / "SOURCE.json").read_text())
     assert record["seed"] == 0 and "not the official split" in record["split"]
+    assert record["images_per_class"] == [PER_CLASS] * 10
     assert sorted(record["sha256_uncompressed"]) == [
         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
         "train-labels-idx1-ubyte"]
