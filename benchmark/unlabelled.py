@@ -21,7 +21,7 @@ from robbench.attacks.registry import craft
 from robbench.datasets import load_dataset
 from robbench.evaluation import accuracy_with_interval
 from robbench.models.registry import default_spec, load_model, override_spec
-from robbench.models.training import check_label_budget, subset_sizes
+from robbench.models.training import balanced_labels, check_label_budget, subset_sizes
 from robbench.synthesis import convnet_features, frechet_distance, generator_samples
 
 
@@ -81,11 +81,12 @@ def unlabelled_study(
     data = load_dataset(dataset, data_dir)
     for n_labels in labels:
         check_label_budget(n_labels, data.y_train)
+    drawn = {n_labels: balanced_labels(n_labels, data.classes) for n_labels in labels}
     for m in unlabelled:
-        if isinstance(m, int) and m < min(labels):
-            raise ValueError(f"unlabelled {m} is below every label budget ({min(labels)} and "
-                             "up); M counts the labelled images too, so M >= N ('labels' "
-                             "for M = N)")
+        if isinstance(m, int) and m < min(drawn.values()):
+            raise ValueError(f"unlabelled {m} is below every label budget ({min(drawn.values())} "
+                             "labelled images and up); M counts the labelled images too, so "
+                             "M >= N ('labels' for M = N)")
     n = len(data.x_test) if n_eval is None else min(n_eval, len(data.x_test))
     x, y = data.x_test[:n].to(device), data.y_test[:n].to(device)
     features, _ = load_model("convnet", dataset, device=device, quiet=True,
@@ -96,7 +97,7 @@ def unlabelled_study(
         sizes = [n_labels if m == "labels" else m for m in unlabelled]
         runs = [("convnet", None)] + [("shortrun", m) for m in dict.fromkeys(sizes)]
         for train_seed, (name, m) in itertools.product(train_seeds, runs):
-            if m is not None and m < n_labels:
+            if m is not None and m < drawn[n_labels]:
                 continue
             spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), budget,
                                data.classes, **{"seed": train_seed, **(overrides or {})})

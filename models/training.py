@@ -52,11 +52,17 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return robust_accuracy(predict_draws(model, x, draws=1), y)[1]
 
 
+def balanced_labels(labels: int, classes: int) -> int:
+    """The labelled images a balanced draw of ``labels`` takes: N rounded down to a multiple of
+    the classes (``check_label_budget`` refuses an N below it)."""
+    return labels // classes * classes
+
+
 def subset_sizes(t: TrainConfig, train_size: int, classes: int) -> tuple[int, int]:
     """(labelled images, generative-stage pool) that ``select_subsets`` takes from
-    ``train_size`` images of ``classes`` classes: N rounded down to a multiple of the classes
-    (``check_label_budget`` has refused an N below it), M capped at the training set."""
-    labelled = train_size if t.labels is None else t.labels // classes * classes
+    ``train_size`` images of ``classes`` classes: N as ``balanced_labels`` draws it, M capped at
+    the training set."""
+    labelled = train_size if t.labels is None else balanced_labels(t.labels, classes)
     pool = train_size if t.unlabelled is None else min(max(t.unlabelled, labelled), train_size)
     return labelled, pool
 

@@ -63,17 +63,18 @@ def test_a_pass_left_without_steps_keeps_the_last_real_loss():
 
 def test_study_rows_cover_the_convnet_and_each_unlabelled_size(tmp_path):
     fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
-    frame = unlabelled_study("digits", [35], ["labels", 200, 9999], n_eval=20, draws=2,
+    frame = unlabelled_study("digits", [35], ["labels", 32, 200, 9999], n_eval=20, draws=2,
                              quiet=True, overrides=fast, grid_dir=tmp_path)
-    assert list(frame.model) == ["convnet", "shortrun", "shortrun", "shortrun"]
-    # the sizes drawn, not those asked for: 35 labels are 3 of each class, and 9,999
-    # generative images are the 1,400 there are
-    assert list(frame.labels) == [30] * 4
-    assert list(frame.unlabelled) == ["-", 35, 200, 1400]
+    assert list(frame.model) == ["convnet"] + ["shortrun"] * 4
+    # the sizes drawn, not those asked for: 35 labels are 3 of each class (so M = 32 is not
+    # below them), and 9,999 generative images are the 1,400 there are
+    assert list(frame.labels) == [30] * 5
+    assert list(frame.unlabelled) == ["-", 35, 32, 200, 1400]
     assert frame.clean.between(0, 1).all() and frame["pgd_0.1"].between(0, 1).all()
     assert frame.frechet_distance.iloc[1:].gt(0).all()
     assert {p.name for p in tmp_path.glob("*.png")} == {
-        "samples-N30-M35.png", "samples-N30-M200.png", "samples-N30-M1400.png"}
+        "samples-N30-M35.png", "samples-N30-M32.png", "samples-N30-M200.png",
+        "samples-N30-M1400.png"}
 
 
 def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
@@ -91,7 +92,7 @@ def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
     # sizes no labelled set can take fail before anything is trained
     assert main(["unlabelled", "--labels", "100", "--unlabelled", "5", "--out",
                  str(tmp_path)]) == 2
-    assert ("unlabelled 5 is below every label budget (100 and up)"
+    assert ("unlabelled 5 is below every label budget (100 labelled images and up)"
             in capsys.readouterr().err)
     assert main(["unlabelled", "--labels", "5", "--out", str(tmp_path)]) == 2
     assert "labels 5 is fewer than the 10 classes" in capsys.readouterr().err
