@@ -3,6 +3,12 @@
 The M noise draws of one gradient are folded into the batch (the batch repeated M times), so
 one forward and one backward pass through the unrolled chain give the mean gradient; chunks of
 draws bound the memory when M x N is large.
+
+On a CPU the chunks are bounded by default: at most ``CPU_PIXEL_ROWS`` rows x pixels per pass.
+The unrolled chain's autograd graph grows with the pixels of a row (about 14 KB per pixel for
+the digits and the MNIST models alike), and one huge pass is slower on a CPU as well as larger:
+``python -m robbench.eot_memory`` measures both (results/perf/eot_memory_cpu.md). GPUs are not
+capped: there an out-of-memory is an error, and the committed GPU runs used one pass.
 """
 
 from __future__ import annotations
@@ -31,6 +37,18 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "margin": margin_loss}
 
+CPU_PIXEL_ROWS = 2**19
+
+
+def rows_per_pass(x: torch.Tensor, max_batch: int | None) -> int | None:
+    """The cap on rows per pass for inputs like ``x``: ``max_batch`` if given, else on a CPU
+    ``CPU_PIXEL_ROWS`` divided by the pixels of one input, else (GPU) none."""
+    if max_batch is not None:
+        return max_batch
+    if x.device.type == "cpu":
+        return max(1, CPU_PIXEL_ROWS // max(x[0].numel(), 1))
+    return None
+
 
 def eot_loss_grad(
     model: Callable[[torch.Tensor], torch.Tensor],
@@ -47,7 +65,9 @@ def eot_loss_grad(
 
     Returns (loss, grad, fooled): loss and the fraction of draws misclassified per example, and
     d loss / d x (None when ``with_grad`` is False). Draws are rows m * N + i of one batch;
-    ``max_batch`` caps the rows per pass.
+    ``max_batch`` caps the rows per pass (default: ``rows_per_pass``). A pass holds at least
+    one draw of all N examples, and the draws fall into passes differently under different
+    caps, so the cap is part of what makes a run reproducible.
 
     With ``direction_only`` (for attacks that step along sign(grad) or grad / ||grad||), grad
     is the mean gradient's direction, scaled per example to a largest entry of 1: the loss is
@@ -56,7 +76,9 @@ def eot_loss_grad(
     underflow in the backward zeroes the step, and the draws keep their weights in the mean.
     """
     n = x.shape[0]
-    draws_per_pass = eot if max_batch is None else max(1, min(eot, max_batch // max(n, 1)))
+    cap = rows_per_pass(x, max_batch)
+    draws_per_pass = eot if cap is None else max(1, min(eot, cap // max(n, 1)))
+    span = n if cap is None else max(1, min(n, cap))
     loss_sum = torch.zeros(n, device=x.device)
     fooled = torch.zeros(n, device=x.device)
     wide = direction_only and with_grad
@@ -64,25 +86,48 @@ def eot_loss_grad(
     done = 0
     while done < eot:
         m = min(draws_per_pass, eot - done)
-        xv = x.detach().clone().requires_grad_(with_grad)
-        with torch.set_grad_enabled(with_grad):
-            logits = model(xv.repeat(m, 1, 1, 1))
-            if wide:
-                losses, grad_out, scale = _unit_output_grad(logits, y.repeat(m), loss_fn, m)
-                scale = scale.view(-1, *([1] * (x.dim() - 1)))
-                grad += torch.autograd.grad(logits, xv, grad_out)[0].double() * scale
-            else:
-                losses = loss_fn(logits, y.repeat(m)).view(m, n)
-                if with_grad:
-                    grad += torch.autograd.grad(losses.sum(), xv)[0]
-        loss_sum += losses.detach().sum(0)
-        fooled += (logits.detach().argmax(1) != y.repeat(m)).view(m, n).float().sum(0)
+        for lo in range(0, n, span):
+            part = slice(lo, lo + span)
+            losses, wrong, g = _draws_pass(model, x[part], y[part], m, loss_fn, with_grad, wide)
+            loss_sum[part] += losses
+            fooled[part] += wrong
+            if g is not None:
+                grad[part] += g
         done += m
     if not with_grad:
         return loss_sum / eot, None, fooled / eot
     if wide:
         return loss_sum / eot, unit_peak(grad)[0].to(x.dtype), fooled / eot
     return loss_sum / eot, grad / eot, fooled / eot
+
+
+def _draws_pass(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: int,
+    loss_fn: LossFn,
+    with_grad: bool,
+    wide: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One pass of m draws of x: per example, the summed loss, the number of misclassified
+    draws, and the summed input gradient (float64 and rescaled when ``wide``; None without
+    grad)."""
+    xv = x.detach().clone().requires_grad_(with_grad)
+    ys = y.repeat(m)
+    g = None
+    with torch.set_grad_enabled(with_grad):
+        logits = model(xv.repeat(m, 1, 1, 1))
+        if wide:
+            losses, grad_out, scale = _unit_output_grad(logits, ys, loss_fn, m)
+            scale = scale.view(-1, *([1] * (x.dim() - 1)))
+            g = torch.autograd.grad(logits, xv, grad_out)[0].double() * scale
+        else:
+            losses = loss_fn(logits, ys).view(m, -1)
+            if with_grad:
+                g = torch.autograd.grad(losses.sum(), xv)[0]
+    wrong = (logits.detach().argmax(1) != ys).view(m, -1).float().sum(0)
+    return losses.detach().sum(0), wrong, g
 
 
 def _unit_output_grad(

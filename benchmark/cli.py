@@ -140,6 +140,10 @@ ATTACK_OPTIONS: dict[str, dict] = {
     "--kappa": dict(type=nonnegative_float, help="CW confidence"),
     "--lr": dict(type=nonnegative_float, help="CW learning rate"),
     "--n-queries": dict(type=positive_int, dest="n_queries"),
+    "--max-batch": dict(type=positive_int, dest="max_batch",
+                        help="rows (images x noise draws) per pass through the chain; default "
+                             "on a CPU 2^19 pixels' worth (e.g. 668 rows of 28x28), on a GPU "
+                             "no cap"),
 }
 ATTACK_SETTINGS = tuple(o.get("dest", flag[2:]) for flag, o in ATTACK_OPTIONS.items())
 """The attack parameters a user can override on the command line (``RunConfig.params`` keys)."""

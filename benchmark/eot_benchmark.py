@@ -11,18 +11,15 @@ results/perf/eot_<device>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torchattacks
 
 from robbench.attacks.pgd import pgd
 from robbench.cli import resolve_device
-from robbench.models.checkpoint_io import atomic_write_bytes
-from robbench.perf import synchronize
+from robbench.perf import synchronize, write_result_files
 
 
 def load_shortrun(
@@ -123,17 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m robbench.eot_benchmark " + " ".join(argv or []),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / f"eot_{label}.json", json.dumps(result, indent=2).encode())
     lines = [f"EOT-PGD on the Short Run classifier ({args.dataset}, {label}: {hardware}, "
              f"{result['threads']} threads), n={len(x)}, batch {batch}, {args.steps} steps",
              "", "| M | torchattacks EOTPGD (s) | robbench batched (s) | speedup |",
              "|---:|---:|---:|---:|"]
     lines += [f"| {r['eot']} | {r['torchattacks_eotpgd_s']:.2f} | {r['robbench_batched_s']:.2f} "
               f"| {r['speedup']:.2f}x |" for r in rows]
-    atomic_write_bytes(out / f"eot_{label}.md", ("\n".join(lines) + "\n").encode())
-    print(f"written: {out}/eot_{label}.json, eot_{label}.md")
+    paths = write_result_files(args.out, f"eot_{label}", result, "\n".join(lines))
+    print("written: " + ", ".join(str(p) for p in paths))
     return 0
 
 

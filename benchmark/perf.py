@@ -286,14 +286,23 @@ def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path,
         "scaling": scaling(spec, settings, device),
         "accuracy_guard": guard,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from robbench.models.checkpoint_io import atomic_write_bytes
-
     name = result["device"]
-    atomic_write_bytes(out_dir / f"{name}.json", json.dumps(result, indent=2).encode())
-    atomic_write_bytes(out_dir / f"{name}.md", perf_markdown(result).encode())
+    write_result_files(out_dir, name, result, perf_markdown(result))
     plot_scaling(result, out_dir / f"{name}-scaling.png")
     return result
+
+
+def write_result_files(out_dir: str | Path, stem: str, result: dict, markdown: str) -> list[Path]:
+    """A benchmark's record as OUT/stem.json and its table as OUT/stem.md, each written whole
+    or not at all."""
+    from robbench.models.checkpoint_io import atomic_write_bytes
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    atomic_write_bytes(paths[0], json.dumps(result, indent=2).encode())
+    atomic_write_bytes(paths[1], (markdown.rstrip("\n") + "\n").encode())
+    return paths
 
 
 def perf_markdown(result: dict) -> str:

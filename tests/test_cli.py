@@ -63,9 +63,14 @@ def test_list_shows_checkpoints_and_attacks(capsys):
 
 
 def test_rows_record_the_backend_and_eot_that_actually_ran(tmp_path):
+    import json
+
     assert main(["run", "--attack", "pgd", "--eot", "3", "--steps", "2", "--n", "8",
-                 "--draws", "2", "--eps", "0.1", "--quiet", "--out", str(tmp_path)]) == 0
+                 "--draws", "2", "--eps", "0.1", "--max-batch", "16", "--quiet",
+                 "--out", str(tmp_path)]) == 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    params = json.loads((run_dir / "config.json").read_text())["attack_params"]["pgd"]
+    assert params["max_batch"] == 16 and params["eot"] == 3
     rows = pd.read_csv(run_dir / "summary.csv").set_index(["model", "attack"])
     # EOT is meaningless for the deterministic ConvNet: torchattacks' PGD ran, one draw.
     assert rows.loc[("convnet", "pgd"), ["backend", "eot"]].tolist() == ["torchattacks", 1]
