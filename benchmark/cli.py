@@ -588,6 +588,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThreatModelViolation as exc:
         print(f"robbench: threat-model violation (no result written): {exc}", file=sys.stderr)
         return 3
+    except torch.cuda.OutOfMemoryError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        print(f"robbench: error: {reason}; rerun with a smaller --batch-size or, for EOT "
+              "attacks, --max-batch ROWS (images x noise draws per pass through the chain); a "
+              "run resumes from its finished cells", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("robbench: interrupted; finished cells and crafted batches are kept, rerun the "
               "same command to resume", file=sys.stderr)

@@ -89,3 +89,18 @@ def test_train_applies_every_given_setting(tmp_path, capsys):
     assert spec["model"]["sigma"] == 0.2 and spec["train"]["labels"] == 50
     assert spec["train"]["objective"] == "joint" and spec["train"]["epochs"] == 1
     assert "clean test accuracy" in capsys.readouterr().out
+
+
+def test_out_of_gpu_memory_is_one_line_naming_the_remedies(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from robbench import cli
+
+    def exhausted(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB\nmore")
+
+    monkeypatch.setattr(cli, "cmd_run", exhausted)
+    assert main(["run", "--attack", "eot-pgd", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "Tried to allocate 9.00 GiB" in err and "--max-batch" in err and "--batch-size" in err
