@@ -4,11 +4,11 @@ The M noise draws of one gradient are folded into the batch (the batch repeated 
 one forward and one backward pass through the unrolled chain give the mean gradient; chunks of
 draws bound the memory when M x N is large.
 
-On a CPU the chunks are bounded by default: at most ``CPU_PIXEL_ROWS`` rows x pixels per pass.
-The unrolled chain's autograd graph grows with the pixels of a row (about 14 KB per pixel for
-the digits and the MNIST models alike), and one huge pass is slower on a CPU as well as larger:
-``python -m robbench.eot_memory`` measures both (results/perf/eot_memory_cpu.md). GPUs are not
-capped: there an out-of-memory is an error, and the committed GPU runs used one pass.
+On a CPU the chunks are bounded by default: at most ``CPU_PIXEL_ROWS`` rows x pixels per pass,
+since the unrolled chain's autograd graph grows with both, and one huge pass is slower on a CPU
+as well as larger (``python -m robbench.eot_memory`` measures both:
+results/perf/eot_memory_cpu.md). GPUs are not capped: there an out-of-memory is an error, and
+the committed GPU runs used one pass.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def rows_per_pass(x: torch.Tensor, max_batch: int | None) -> int | None:
     if max_batch is not None:
         return max_batch
     if x.device.type == "cpu":
-        return max(1, CPU_PIXEL_ROWS // max(x[0].numel(), 1))
+        return max(1, CPU_PIXEL_ROWS // x.shape[1:].numel())
     return None
 
 

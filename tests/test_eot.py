@@ -3,6 +3,9 @@ gradients with the same noise; EOT with M = 1 is plain (torchattacks) PGD given 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torchattacks
 from conftest import ConfidentLinear
@@ -52,28 +55,26 @@ def test_chunked_eot_equals_one_pass_on_a_deterministic_model(tiny_convnet, digi
     torch.testing.assert_close(grad_a, grad_b)
 
 
-class RowCounter(torch.nn.Module):
-    """Wraps a model and records the rows of every pass."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model, self.rows = model, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows.append(len(x))
-        return self.model(x)
+@contextmanager
+def count_rows(model: torch.nn.Module) -> Iterator[list[int]]:
+    """The rows of every pass through ``model`` inside the block."""
+    rows: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args: rows.append(len(args[0])))
+    try:
+        yield rows
+    finally:
+        hook.remove()
 
 
 def test_examples_are_split_when_one_draw_of_the_batch_exceeds_the_cap(tiny_convnet, digits):
     x, y = digits.x_test[:8], digits.y_test[:8]
-    counter = RowCounter(tiny_convnet)
     for direction_only in (False, True):
-        counter.rows.clear()
         loss_a, grad_a, fooled_a = eot_loss_grad(tiny_convnet, x, y, eot=2,
                                                  direction_only=direction_only)
-        loss_b, grad_b, fooled_b = eot_loss_grad(counter, x, y, eot=2, max_batch=3,
-                                                 direction_only=direction_only)
-        assert counter.rows == [3, 3, 2, 3, 3, 2]
+        with count_rows(tiny_convnet) as rows:
+            loss_b, grad_b, fooled_b = eot_loss_grad(tiny_convnet, x, y, eot=2, max_batch=3,
+                                                     direction_only=direction_only)
+        assert rows == [3, 3, 2, 3, 3, 2]
         torch.testing.assert_close(loss_a, loss_b)
         torch.testing.assert_close(grad_a, grad_b)
         torch.testing.assert_close(fooled_a, fooled_b)
@@ -85,12 +86,12 @@ def test_cpu_passes_are_capped_by_pixels_unless_max_batch_is_given(tiny_convnet,
     assert rows_per_pass(x, None) == eot_module.CPU_PIXEL_ROWS // 64
     assert rows_per_pass(x, 5) == 5
     monkeypatch.setattr(eot_module, "CPU_PIXEL_ROWS", 64 * 20)  # 20 rows per pass
-    counter = RowCounter(tiny_convnet)
-    eot_loss_grad(counter, x, y, eot=6)
-    assert counter.rows == [16, 16, 16]  # two draws of the 8 examples per pass
-    counter.rows.clear()
-    eot_loss_grad(counter, x, y, eot=6, max_batch=48)
-    assert counter.rows == [48]
+    with count_rows(tiny_convnet) as rows:
+        eot_loss_grad(tiny_convnet, x, y, eot=6)
+    assert rows == [16, 16, 16]  # two draws of the 8 examples per pass
+    with count_rows(tiny_convnet) as rows:
+        eot_loss_grad(tiny_convnet, x, y, eot=6, max_batch=48)
+    assert rows == [48]
 
 
 def test_eot_1_equals_torchattacks_pgd_given_the_same_noise(shipped_shortrun, digits):
