@@ -64,21 +64,14 @@ def fgsm(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     return _run(fb.attacks.FGSM(), model, x, y, eps_list, params)
 
 
-def pgd_linf(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """foolbox ``LinfPGD`` with the absolute step size and steps of torchattacks' PGD."""
+def pgd_steps(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``LinfPGD`` or ``L2PGD``, by ``norm``, with the absolute step size and steps of
+    torchattacks' PGD and PGDL2."""
     import foolbox as fb
 
-    attack = fb.attacks.LinfPGD(abs_stepsize=params["step_size"], steps=params["steps"],
-                                random_start=params["random_start"])
-    return _run(attack, model, x, y, eps_list, params)
-
-
-def pgd_l2(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """foolbox ``L2PGD`` with the absolute step size and steps of torchattacks' PGDL2."""
-    import foolbox as fb
-
-    attack = fb.attacks.L2PGD(abs_stepsize=params["step_size"], steps=params["steps"],
-                              random_start=params["random_start"])
+    attack_class = {"linf": fb.attacks.LinfPGD, "l2": fb.attacks.L2PGD}[norm]
+    attack = attack_class(abs_stepsize=params["step_size"], steps=params["steps"],
+                          random_start=params["random_start"])
     return _run(attack, model, x, y, eps_list, params)
 
 

@@ -39,10 +39,10 @@ ATTACKS: dict[str, AttackSpec] = {
                        {"eot": 1, "loss": "ce", "max_batch": None},
                        {"torchattacks": ta.fgsm, "foolbox": fbb.fgsm}),
     "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al.)",
-                      dict(_PGD), {"torchattacks": ta.pgd_linf, "foolbox": fbb.pgd_linf}),
+                      dict(_PGD), {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps}),
     "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
                          {**_PGD, "step_size": 0.1},
-                         {"torchattacks": ta.pgd_l2, "foolbox": fbb.pgd_l2},
+                         {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps},
                          default_eps=(0.5, 1.0, 2.0)),
     "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
                      "robust if no adversarial within eps",

@@ -42,28 +42,20 @@ def fgsm(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     return [torchattacks.FGSM(DirectionOnlyLogits(model), eps=eps)(x, y) for eps in eps_list]
 
 
-def pgd_linf(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+def pgd_steps(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """torchattacks' ``PGD`` (L-inf) or ``PGDL2``, by ``norm``."""
     if uses_eot_engine(params):
         return engine_pgd(model, x, y, eps_list, norm, params)
+    attack_class = {"linf": torchattacks.PGD, "l2": torchattacks.PGDL2}[norm]
     return [
-        torchattacks.PGD(DirectionOnlyLogits(model), eps=eps, alpha=params["step_size"],
-                         steps=params["steps"], random_start=params["random_start"])(x, y)
-        for eps in eps_list
-    ]
-
-
-def pgd_l2(model, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    if uses_eot_engine(params):
-        return engine_pgd(model, x, y, eps_list, norm, params)
-    return [
-        torchattacks.PGDL2(DirectionOnlyLogits(model), eps=eps, alpha=params["step_size"],
-                           steps=params["steps"], random_start=params["random_start"])(x, y)
+        attack_class(DirectionOnlyLogits(model), eps=eps, alpha=params["step_size"],
+                     steps=params["steps"], random_start=params["random_start"])(x, y)
         for eps in eps_list
     ]
 
 
 # Craft functions that hand over to robbench's engine when ``uses_eot_engine(params)``.
-ENGINE_WHEN_EOT = (fgsm, pgd_linf, pgd_l2)
+ENGINE_WHEN_EOT = (fgsm, pgd_steps)
 
 
 def within_budget(x, x_adv, eps_list, norm) -> list[torch.Tensor]:

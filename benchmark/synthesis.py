@@ -7,7 +7,6 @@ Inception features: it compares generators on one dataset, and is not comparable
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +81,9 @@ def synthesize(
         "fd_train_vs_test": frechet_distance(convnet_features(convnet, data.x_train[:m]), test),
         "files": [p.name for p in files] + ["synthesis.md"],
     }
-    from robbench.models.checkpoint_io import atomic_write_bytes
+    from robbench.perf import write_result_files
 
-    atomic_write_bytes(out_dir / "synthesis.json", json.dumps(record, indent=2).encode())
-    atomic_write_bytes(out_dir / "synthesis.md", synthesis_markdown(record).encode())
+    write_result_files(out_dir, "synthesis", record, synthesis_markdown(record))
     return record
 
 
