@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from robbench.cli import main
 from robbench.models.registry import build_model, default_spec, override_spec
 from robbench.models.training import train_model
-from robbench.unlabelled import scaled_spec, unlabelled_study
+from robbench.unlabelled import scaled_spec, unlabelled_study, write_study
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+COMMITTED_STUDIES = sorted(RESULTS.glob("**/unlabelled.csv"))
 
 
 def _steps(epochs: float, size: int, batch: int) -> int:
@@ -149,3 +154,12 @@ def test_bad_training_seeds_are_one_line_errors(capsys, tmp_path):
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("csv", COMMITTED_STUDIES, ids=lambda p: str(p.parent.relative_to(RESULTS)))
+def test_committed_study_tables_are_rendered_from_their_csv(csv, tmp_path):
+    """The summaries, paired differences and per-seed rows of a committed unlabelled.md are
+    what write_study makes of its unlabelled.csv: nothing in the table was typed by hand."""
+    committed = (csv.parent / "unlabelled.md").read_text()
+    command = committed.splitlines()[0].strip("`")
+    assert write_study(pd.read_csv(csv), tmp_path, command).read_text() == committed
