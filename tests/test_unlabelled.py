@@ -156,6 +156,11 @@ def test_bad_training_seeds_are_one_line_errors(capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_the_committed_studies_are_found():
+    assert {p.parent.relative_to(RESULTS).as_posix() for p in COMMITTED_STUDIES} >= {
+        "digits", "mnist", "mnist/unlabelled-0.3"}
+
+
 @pytest.mark.parametrize("csv", COMMITTED_STUDIES, ids=lambda p: str(p.parent.relative_to(RESULTS)))
 def test_committed_study_tables_are_rendered_from_their_csv(csv, tmp_path):
     """The summaries, paired differences and per-seed rows of a committed unlabelled.md are
