@@ -52,6 +52,10 @@ ATTACKS: dict[str, AttackSpec] = {
     "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf with batched EOT through the Langevin "
                           "chain (default 16 draws per gradient)",
                           {**_PGD, "eot": 16}, {"torchattacks": ta.engine_pgd}),
+    "eot-pgd-l2": AttackSpec("eot-pgd-l2", "l2", "PGD L2 with batched EOT through the Langevin "
+                             "chain (default 16 draws per gradient; pgd-l2's 40 steps of 0.1)",
+                             {**_PGD, "step_size": 0.1, "eot": 16},
+                             {"torchattacks": ta.engine_pgd}, default_eps=(0.5, 1.0, 2.0)),
     "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020) with eot_iter",
                        {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "seed": 0},
                        {"torchattacks": ta.apgd}),

@@ -19,7 +19,8 @@ import torchattacks
 
 from robbench.attacks.pgd import pgd
 from robbench.cli import resolve_device
-from robbench.perf import synchronize, write_result_files
+from robbench.perf import synchronize
+from robbench.result_files import write_result_files
 
 
 def load_shortrun(

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from robbench.attacks.eot import CPU_PIXEL_ROWS
-    from robbench.perf import write_result_files
+    from robbench.result_files import write_result_files
 
     rows = []
     for n, m, cap in cases:

@@ -53,7 +53,7 @@ class HeadlineRun:
 
 def headline_runs(eot: int = 16) -> list[HeadlineRun]:
     """The protocol: FGSM, PGD-40 and EOT-PGD at L-inf 0.1/0.2/0.3; APGD, AutoAttack-rand and
-    Square at 0.1/0.3; PGD-L2 and CW-L2 at 1/2; transfer from the other model."""
+    Square at 0.1/0.3; PGD-L2, EOT-PGD-L2 and CW-L2 at 1/2; transfer from the other model."""
     return [
         HeadlineRun("pgd", LINF_EPS),
         HeadlineRun("fgsm", LINF_EPS),
@@ -63,6 +63,7 @@ def headline_runs(eot: int = 16) -> list[HeadlineRun]:
         HeadlineRun("square", LINF_ENDS, eot_sized=True),
         HeadlineRun("transfer", LINF_EPS),
         HeadlineRun("pgd-l2", L2_EPS),
+        HeadlineRun("eot-pgd-l2", L2_EPS, {"eot": eot}, eot_sized=True),
         HeadlineRun("cw", L2_EPS),
     ]
 

@@ -8,7 +8,6 @@ and a scaling figure (time and graph memory against K and against EOT samples).
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from robbench.attacks.pgd import pgd
 from robbench.models.config import ModelSpec
 from robbench.models.registry import build_model, default_spec, override_spec
 from robbench.models.training import joint_loss
+from robbench.result_files import write_result_files
 
 
 @dataclass
@@ -290,19 +290,6 @@ def run_perf(settings: PerfSettings, device: torch.device, out_dir: Path,
     write_result_files(out_dir, name, result, perf_markdown(result))
     plot_scaling(result, out_dir / f"{name}-scaling.png")
     return result
-
-
-def write_result_files(out_dir: str | Path, stem: str, result: dict, markdown: str) -> list[Path]:
-    """A benchmark's record as OUT/stem.json and its table as OUT/stem.md, each written whole
-    or not at all."""
-    from robbench.models.checkpoint_io import atomic_write_bytes
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.json", out / f"{stem}.md"]
-    atomic_write_bytes(paths[0], json.dumps(result, indent=2).encode())
-    atomic_write_bytes(paths[1], (markdown.rstrip("\n") + "\n").encode())
-    return paths
 
 
 def perf_markdown(result: dict) -> str:

@@ -73,12 +73,13 @@ class RunConfig:
     def eps_for(self, attack: str) -> list[float]:
         return list(self.eps) if self.eps else list(get_attack(attack).default_eps)
 
-    def same_cells(self, other: RunConfig) -> bool:
-        """Whether both configs compute the same cells (eps left to the defaults or spelled out
-        as them are the same run)."""
+    def differences(self, other: RunConfig) -> dict[str, tuple[Any, Any]]:
+        """{setting: (this value, other's)} where the two configs compute different cells (eps
+        left to the defaults or spelled out as them are the same run); empty if none."""
         def spelled(c: RunConfig) -> dict[str, Any]:
             return {**dataclasses.asdict(c), "eps": {a: c.eps_for(a) for a in c.attacks}}
-        return spelled(self) == spelled(other)
+        mine, theirs = spelled(self), spelled(other)
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
 
 def cell_id(model: str, attack: str, eps: float) -> str:
@@ -139,8 +140,14 @@ def execute(
         get_attack(attack)
     check_settings(config.attacks, config.params)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / config.run_id()
-    if (run_dir / "config.json").is_file() and not load_run_config(run_dir).same_cells(config):
-        raise ValueError(f"run directory {run_dir} holds a different run; choose another")
+    if (run_dir / "config.json").is_file():
+        differ = load_run_config(run_dir).differences(config)
+        if differ:
+            shown = "; ".join(f"{k} {there!r} there, {asked!r} asked"
+                              for k, (there, asked) in differ.items())
+            raise ValueError(f"run directory {run_dir} holds a different run ({shown}); a run "
+                             f"resumes only with the settings it was started with: remove it "
+                             f"or choose another directory")
     resolved = resolved_params(config)
     if (run_dir / "config.json").is_file():
         check_unchanged_settings(run_dir, resolved)

@@ -81,7 +81,7 @@ def synthesize(
         "fd_train_vs_test": frechet_distance(convnet_features(convnet, data.x_train[:m]), test),
         "files": [p.name for p in files] + ["synthesis.md"],
     }
-    from robbench.perf import write_result_files
+    from robbench.result_files import write_result_files
 
     write_result_files(out_dir, "synthesis", record, synthesis_markdown(record))
     return record

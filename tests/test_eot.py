@@ -13,7 +13,7 @@ from conftest import ConfidentLinear
 from robbench.attacks import eot as eot_module
 from robbench.attacks.eot import cross_entropy_loss, eot_loss_grad, margin_loss, rows_per_pass
 from robbench.attacks.pgd import pgd
-from robbench.attacks.registry import attack_params, craft
+from robbench.attacks.registry import attack_params, backend_label, craft, get_attack
 from robbench.attacks.threat_model import perturbation_norms
 from robbench.models.shortrun import draw_langevin_noise
 
@@ -109,6 +109,21 @@ def test_eot_1_equals_torchattacks_pgd_given_the_same_noise(shipped_shortrun, di
     assert not torch.equal(expected, x)
     torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(registry, expected, atol=1e-6, rtol=0)
+
+
+def test_eot_pgd_l2_with_one_draw_equals_torchattacks_pgdl2(shipped_shortrun, digits):
+    """The registered EOT-PGD-L2 is robbench's engine at L2; with one draw of a fixed chain it
+    takes torchattacks' PGDL2 steps (no random start, whose draws the two take differently)."""
+    x, y = digits.x_test[:8], digits.y_test[:8]
+    spec = get_attack("eot-pgd-l2")
+    params = attack_params("eot-pgd-l2", eot=1, steps=3, step_size=0.3, random_start=False)
+    with shipped_shortrun.fixed_noise(7):
+        expected = torchattacks.PGDL2(shipped_shortrun, eps=1.0, alpha=0.3, steps=3,
+                                      random_start=False)(x, y)
+        ours = craft("eot-pgd-l2", shipped_shortrun, x, y, [1.0], params=params)[1.0]
+    assert spec.norm == "l2" and backend_label(spec, "torchattacks", params) == "robbench"
+    assert not torch.equal(expected, x)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 
 def test_restarts_keep_the_best_restart_per_example(tiny_convnet, digits):

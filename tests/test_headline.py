@@ -15,8 +15,10 @@ from robbench.headline import HEADLINE_NAMES, HeadlineConfig, headline_runs, run
 def test_the_grid_is_the_protocol():
     runs = {r.name: r for r in headline_runs(eot=16)}
     assert set(runs) == {"fgsm", "pgd", "eot-pgd", "apgd", "autoattack-rand", "square",
-                         "transfer", "pgd-l2", "cw"}
-    assert runs["eot-pgd"].params == {"eot": 16} and runs["eot-pgd"].eot_sized
+                         "transfer", "pgd-l2", "eot-pgd-l2", "cw"}
+    for name in ("eot-pgd", "eot-pgd-l2"):
+        assert runs[name].params == {"eot": 16} and runs[name].eot_sized
+    assert runs["eot-pgd-l2"].eps == runs["pgd-l2"].eps == (1.0, 2.0)
     assert runs["pgd"].eps == (0.1, 0.2, 0.3) and runs["cw"].eps == (1.0, 2.0)
     assert runs["apgd"].eps == (0.1, 0.3) and not runs["pgd"].eot_sized
 

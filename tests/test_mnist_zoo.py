@@ -112,10 +112,12 @@ def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(at
         assert row.ci_low <= first <= row.ci_high, (model, attack_name, eps, first)
 
 
-@pytest.mark.parametrize("attack", ["eot-pgd", "apgd", "autoattack-rand", "square"])
+@pytest.mark.parametrize("attack",
+                         ["eot-pgd", "apgd", "autoattack-rand", "square", "eot-pgd-l2"])
 def test_the_full_headline_reuses_the_headline_runs_of_its_eot_sized_attacks(attack):
-    """With --n-eot 1000 the whole-test-set headline's EOT-sized attacks have the 1,000-image
-    headline's configuration, so their runs are those runs, cell for cell."""
+    """With --n-eot 1000 (and the same --n-attack) the whole-test-set headline's EOT-sized
+    attacks have the 1,000-image headline's configuration, so their runs are those runs, cell
+    for cell."""
     import json
 
     full_dir, headline_dir = FULL_RUNS / attack, HEADLINE_RUNS / attack

@@ -186,3 +186,8 @@ def test_default_eps_spelled_out_resume_the_same_run(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds a different run"):
         execute(RunConfig(models=["convnet"], attacks=["fgsm"], eps=[0.1, 0.2], n=8, draws=1),
                 run_dir=run_dir, quiet=True)
+    # a larger n is another run, and the error says which setting differs
+    with pytest.raises(ValueError, match=r"\(n 8 there, 12 asked\)"):
+        execute(RunConfig(models=["convnet"], attacks=["fgsm"], n=12, draws=1),
+                run_dir=run_dir, quiet=True)
+    assert _snapshot(run_dir / "cells") == before  # nothing written by the refused calls
