@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", default=None)
     table.add_argument("--diagnostics", action="append", default=[], metavar="CSV",
                        help="a diagnostics.csv of `robbench diagnose` to merge (repeatable)")
+    table.add_argument("--first", type=positive_int, default=None, metavar="N",
+                       help="count only the first N test images of every run, so that attacks "
+                            "run on different numbers of images compare on the same ones")
     table.set_defaults(func=cmd_table)
 
     unl = sub.add_parser("unlabelled", help="claim 2: N labels, M unlabelled images")
@@ -270,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "and --n for them)")
     head.add_argument("--draws", type=positive_int, default=10,
                       help="fresh forward passes R per example for the stochastic model")
-    head.add_argument("--eot", type=positive_int, default=16, help="EOT-PGD noise draws M")
+    head.add_argument("--eot", type=positive_int, default=16,
+                      help="noise draws M of EOT-PGD and EOT-PGD-L2")
     head.add_argument("--attacks", default=None,
                       help="comma-separated subset of the headline attacks (default all)")
     head.add_argument("--diagnostics-n", type=positive_int, default=100, dest="diagnostics_n")
@@ -444,7 +448,8 @@ def find_runs(given: Sequence[str], root: str) -> list[Path]:
 def cmd_table(args: argparse.Namespace) -> int:
     from robbench.tables import results_table
 
-    text = results_table(find_runs(args.runs, args.root), args.format, args.diagnostics)
+    text = results_table(find_runs(args.runs, args.root), args.format, args.diagnostics,
+                         args.first)
     if args.out:
         from robbench.models.checkpoint_io import atomic_write_bytes
 

@@ -64,7 +64,7 @@ WORST_CASE = "worst case"
 """The ``attack`` label of the per-example worst case over every attack run at one eps."""
 
 
-def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+def worst_case_frame(run_dirs: Sequence[str | Path], first: int | None = None) -> pd.DataFrame:
     """Worst-case robust accuracy per (dataset, model, norm, eps) across every attack run on it.
 
     Computed per example, as AutoAttack counts: an example is robust only if it survives every
@@ -80,7 +80,8 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     that covered the largest n, on those, which keeps the precision of the cheap attacks; and those
     same attacks on the smallest n's examples, which shows what the expensive attacks add on the
     same images. ``without`` names the attacks a row leaves out (empty: every attack). A largest n
-    that a single attack covered adds no rows: they would repeat that attack's own.
+    that a single attack covered adds no rows: they would repeat that attack's own. ``first``
+    counts only the first ``first`` test images.
     """
     from robbench.evaluation import wilson_interval
     from robbench.run_grid import cell_id, load_outcomes, read_cells
@@ -91,7 +92,8 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             if rec["attack"] == "none":
                 continue
             key = (rec["dataset"], rec["model"], rec["norm"], float(rec["eps"]))
-            out = load_outcomes(Path(run), cell_id(rec["model"], rec["attack"], rec["eps"]))
+            out = first_images(load_outcomes(Path(run), cell_id(rec["model"], rec["attack"],
+                                                                rec["eps"])), first)
             score = (out["pred"] == out["label"][None]).mean(0)
             groups.setdefault(key, []).append((rec["attack"], out["index"], score))
     rows = []
@@ -124,6 +126,35 @@ def worst_case_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
                          "ci_low": low, "ci_high": high, "attacks": "+".join(attacks),
                          "without": "+".join(sorted(every - set(attacks)))})
     return pd.DataFrame(rows, columns=WORST_CASE_COLUMNS)
+
+
+def first_images(outcomes: dict[str, np.ndarray], first: int | None) -> dict[str, np.ndarray]:
+    """A cell's per-example outcomes restricted to test images with index below ``first``."""
+    if first is None:
+        return outcomes
+    keep = outcomes["index"] < first
+    return {"index": outcomes["index"][keep], "label": outcomes["label"][keep],
+            "pred": outcomes["pred"][:, keep]}
+
+
+def first_images_summary(run_dir: str | Path, first: int) -> pd.DataFrame:
+    """A run's summary as if every cell had run on its first ``first`` test images only:
+    accuracy, n and interval recomputed from the per-example outcomes."""
+    import torch
+
+    from robbench.evaluation import robust_accuracy, wilson_interval
+    from robbench.run_grid import SUMMARY_COLUMNS, cell_id, load_outcomes, read_cells
+
+    rows = []
+    for rec in read_cells(Path(run_dir)):
+        out = first_images(load_outcomes(Path(run_dir), cell_id(rec["model"], rec["attack"],
+                                                                 rec["eps"])), first)
+        n = len(out["index"])
+        _, acc = robust_accuracy(torch.from_numpy(out["pred"]), torch.from_numpy(out["label"]))
+        low, high = wilson_interval(acc * n, n)
+        rows.append({**rec, "n": n, "correct": round(acc * n, 4), "accuracy": acc,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 WORST_CASE_COLUMNS = ("dataset", "model", "attack", "norm", "eps", "n", "correct", "accuracy",
@@ -194,19 +225,25 @@ def diagnostics_frame(run_dirs: Sequence[str | Path],
     return frame.drop_duplicates().reset_index(drop=True)
 
 
-def results_frames(run_dirs: Sequence[str | Path],
-                   diagnostics: Sequence[str | Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The merged comparison (attack rows + worst-case rows) and diagnostics of several runs."""
+def results_frames(run_dirs: Sequence[str | Path], diagnostics: Sequence[str | Path] = (),
+                   first: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The merged comparison (attack rows + worst-case rows) and diagnostics of several runs;
+    ``first`` restricts every row to the first ``first`` test images, so that attacks run on
+    different numbers of images compare on the same ones."""
     from robbench.run_grid import read_summary
 
     if not run_dirs:
         raise ValueError("no runs given")
-    summary = pd.concat([read_summary(Path(r)) for r in run_dirs], ignore_index=True)
+    if first is not None and first < 1:
+        raise ValueError(f"first {first} must be an integer >= 1")
+    summary = pd.concat([read_summary(Path(r)) if first is None
+                         else first_images_summary(r, first) for r in run_dirs],
+                        ignore_index=True)
     summary = summary.drop_duplicates(
         subset=["dataset", "model", "checkpoint", "attack", "backend", "norm", "eps", "steps",
                 "eot", "draws", "seed", "n"])
     wide = comparison_frame(summary)
-    worst = worst_case_frame(run_dirs)
+    worst = worst_case_frame(run_dirs, first)
     if not worst.empty and not wide.empty:
         wrows = worst_case_wide(worst)
         wrows["steps"] = "-"
@@ -224,15 +261,15 @@ def results_frames(run_dirs: Sequence[str | Path],
 
 
 def results_table(run_dirs: Sequence[str | Path], fmt: str = "md",
-                  diagnostics: Sequence[str | Path] = ()) -> str:
+                  diagnostics: Sequence[str | Path] = (), first: int | None = None) -> str:
     """``robbench table``: merged runs, models side by side, worst case and diagnostics rows.
 
     Diagnostics come from a ``diagnostics.csv`` inside or next to a run, and from the
-    ``diagnostics`` files given.
+    ``diagnostics`` files given; ``first`` counts only the first ``first`` test images.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is unknown; allowed: {', '.join(FORMATS)}")
-    wide, diag = results_frames(run_dirs, diagnostics)
+    wide, diag = results_frames(run_dirs, diagnostics, first)
     if wide.empty:
         return "(no finished cells)\n"
     if fmt == "csv":

@@ -220,3 +220,21 @@ def test_the_wilson_interval_contains_the_accuracy_even_at_0_and_1(n):
         low, high = wilson_interval(successes, n)
         assert 0.0 <= low <= successes / n <= high <= 1.0
     assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+
+
+def test_first_counts_only_the_first_images_of_every_run(runs: list[Path], tmp_path: Path,
+                                                        capsys) -> None:
+    # on examples 0 and 1: fgsm fools neither convnet example, pgd fools example 0
+    wide, _ = results_frames(runs, first=2)
+    convnet = wide.set_index("attack")["convnet"]
+    assert set(wide.n) == {2}
+    assert convnet["fgsm"] == "100.0% [34.2, 100.0]" and convnet["pgd"] == "50.0% [9.5, 90.5]"
+    assert convnet[WORST_CASE] == "50.0% [9.5, 90.5]"
+    # shortrun fgsm draws on examples 0 and 1: [1, .5] -> 75%
+    assert wide.set_index("attack").loc["fgsm", "shortrun"].startswith("75.0% ")
+    # a first at or beyond every run's size is the plain table
+    assert results_table(runs, first=4) == results_table(runs)
+    assert main(["table", *map(str, runs), "--first", "2"]) == 0
+    assert "| 50.0% [9.5, 90.5]" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="first 0 must be an integer >= 1"):
+        results_frames(runs, first=0)
