@@ -33,6 +33,7 @@ class AttackSpec:
 
 _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restarts": 1,
         "loss": "ce", "max_batch": None}
+_PGD_L2 = {**_PGD, "step_size": 0.1}
 
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
@@ -41,7 +42,7 @@ ATTACKS: dict[str, AttackSpec] = {
     "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al.)",
                       dict(_PGD), {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps}),
     "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
-                         {**_PGD, "step_size": 0.1},
+                         dict(_PGD_L2),
                          {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps},
                          default_eps=(0.5, 1.0, 2.0)),
     "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
@@ -54,7 +55,7 @@ ATTACKS: dict[str, AttackSpec] = {
                           {**_PGD, "eot": 16}, {"torchattacks": ta.engine_pgd}),
     "eot-pgd-l2": AttackSpec("eot-pgd-l2", "l2", "PGD L2 with batched EOT through the Langevin "
                              "chain (default 16 draws per gradient; pgd-l2's 40 steps of 0.1)",
-                             {**_PGD, "step_size": 0.1, "eot": 16},
+                             {**_PGD_L2, "eot": 16},
                              {"torchattacks": ta.engine_pgd}, default_eps=(0.5, 1.0, 2.0)),
     "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020) with eot_iter",
                        {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "seed": 0},

@@ -41,10 +41,18 @@ def robust_accuracy(preds: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
     return per_example, per_example.mean().item() if len(y) else float("nan")
 
 
+def accuracy_fields(preds: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """A cell's n, correct, accuracy and 95% Wilson interval from its predictions (draws x n)."""
+    _, acc = robust_accuracy(preds, y)
+    n = len(y)
+    low, high = wilson_interval(acc * n, n)
+    return {"n": n, "correct": round(acc * n, 4), "accuracy": acc, "ci_low": low,
+            "ci_high": high}
+
+
 def accuracy_with_interval(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int
 ) -> tuple[float, float, float]:
     """Accuracy over ``draws`` passes and its 95% Wilson interval: (accuracy, low, high)."""
-    _, acc = robust_accuracy(predict_draws(model, x, draws), y)
-    low, high = wilson_interval(acc * len(y), len(y))
-    return acc, low, high
+    fields = accuracy_fields(predict_draws(model, x, draws), y)
+    return fields["accuracy"], fields["ci_low"], fields["ci_high"]

@@ -39,7 +39,7 @@ from robbench.attacks.registry import (
 from robbench.attacks.threat_model import perturbation_norms
 from robbench.craft_progress import CraftProgress, discard_all
 from robbench.datasets import load_dataset
-from robbench.evaluation import predict_draws, robust_accuracy, wilson_interval
+from robbench.evaluation import accuracy_fields, predict_draws
 from robbench.models.checkpoint_io import atomic_write_bytes
 from robbench.models.registry import load_model
 
@@ -140,6 +140,7 @@ def execute(
         get_attack(attack)
     check_settings(config.attacks, config.params)
     run_dir = Path(run_dir) if run_dir is not None else Path(out_dir) / config.run_id()
+    resolved = resolved_params(config)
     if (run_dir / "config.json").is_file():
         differ = load_run_config(run_dir).differences(config)
         if differ:
@@ -148,8 +149,6 @@ def execute(
             raise ValueError(f"run directory {run_dir} holds a different run ({shown}); a run "
                              f"resumes only with the settings it was started with: remove it "
                              f"or choose another directory")
-    resolved = resolved_params(config)
-    if (run_dir / "config.json").is_file():
         check_unchanged_settings(run_dir, resolved)
     data = load_dataset(config.dataset, data_dir)
     n = len(data.x_test) if config.n is None else min(config.n, len(data.x_test))
@@ -292,13 +291,9 @@ def _attack_cells(model, attack, eps_list, x, y, config, cells_dir, common, batc
 
 
 def _record(common, preds, y, *, attack, backend, norm, eps, steps, eot, seconds) -> dict:
-    _, acc = robust_accuracy(preds, y)
-    n = len(y)
-    low, high = wilson_interval(acc * n, n)
     return {**common, "attack": attack, "backend": backend, "norm": norm, "eps": float(eps),
-            "steps": int(steps), "eot": int(eot), "draws": int(preds.shape[0]), "n": n,
-            "correct": round(acc * n, 4), "accuracy": acc, "ci_low": low, "ci_high": high,
-            "seconds": round(seconds, 3)}
+            "steps": int(steps), "eot": int(eot), "draws": int(preds.shape[0]),
+            **accuracy_fields(preds, y), "seconds": round(seconds, 3)}
 
 
 def run_devices(run_dir: str | Path) -> list[str]:

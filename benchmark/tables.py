@@ -142,18 +142,15 @@ def first_images_summary(run_dir: str | Path, first: int) -> pd.DataFrame:
     accuracy, n and interval recomputed from the per-example outcomes."""
     import torch
 
-    from robbench.evaluation import robust_accuracy, wilson_interval
+    from robbench.evaluation import accuracy_fields
     from robbench.run_grid import SUMMARY_COLUMNS, cell_id, load_outcomes, read_cells
 
     rows = []
     for rec in read_cells(Path(run_dir)):
         out = first_images(load_outcomes(Path(run_dir), cell_id(rec["model"], rec["attack"],
                                                                  rec["eps"])), first)
-        n = len(out["index"])
-        _, acc = robust_accuracy(torch.from_numpy(out["pred"]), torch.from_numpy(out["label"]))
-        low, high = wilson_interval(acc * n, n)
-        rows.append({**rec, "n": n, "correct": round(acc * n, 4), "accuracy": acc,
-                     "ci_low": low, "ci_high": high})
+        rows.append({**rec, **accuracy_fields(torch.from_numpy(out["pred"]),
+                                              torch.from_numpy(out["label"]))})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
