@@ -35,7 +35,22 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return others.amax(1) - true
 
 
-LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "margin": margin_loss}
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example Difference of Logits Ratio loss (Croce & Hein 2020), which the attack
+    maximises: -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12), with z_pi1 >= z_pi2 >= ...
+    the sorted logits (at least 3 classes). Invariant to shifting and rescaling the logits."""
+    ranked = logits.sort(dim=1, descending=True).values
+    return margin_loss(logits, y) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "margin": margin_loss, "dlr": dlr_loss}
+
+
+def attack_score(loss: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor:
+    """Per-example score of an adversarial candidate measured by one EOT pass: the fraction of
+    draws misclassified, ties broken by the mean loss (lexicographic while eot < 500). Attacks
+    that keep a best restart or a best iterate compare candidates by it."""
+    return fooled + 1e-3 * torch.tanh(loss)
 
 CPU_PIXEL_ROWS = 2**19
 

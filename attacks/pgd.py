@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from robbench.attacks.eot import LossFn, cross_entropy_loss, eot_loss_grad
+from robbench.attacks.eot import LossFn, attack_score, cross_entropy_loss, eot_loss_grad
 
 
 def project(x: torch.Tensor, x_adv: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
@@ -52,35 +52,46 @@ def pgd(
     restarts: int = 1,
     loss_fn: LossFn = cross_entropy_loss,
     max_batch: int | None = None,
+    stochastic: bool = False,
 ) -> torch.Tensor:
-    """Adversarial examples maximising the EOT loss within the eps-ball (eps may be per example).
+    """Adversarial examples maximising the EOT loss within the eps-ball (eps may be per example)
+    by projected gradient ascent (Madry et al. 2018).
 
     With several restarts, each example keeps the restart whose final point fools the most
-    noise draws (ties broken by the higher loss).
+    noise draws (ties broken by the higher loss). With ``stochastic`` (a model that draws fresh
+    noise per call) each example keeps instead its best iterate over all restarts and steps by
+    ``attack_score``, measured by the EOT pass that takes that iterate's gradient (one more
+    no-grad pass scores each final iterate); without it the last iterate is returned, as
+    torchattacks' PGD does.
     """
     eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
     alpha = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(x.shape[0])
     alpha = alpha.reshape(-1, *([1] * (x.dim() - 1)))
     best = x.clone()
     best_score = torch.full((x.shape[0],), -float("inf"), device=x.device)
+
+    def keep_better(candidate: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor) -> None:
+        score = attack_score(loss, fooled)
+        better = score > best_score
+        best[better] = candidate[better]
+        best_score.copy_(torch.where(better, score, best_score))
+
     for _ in range(restarts):
         x_adv = _random_start(x, eps_t, norm) if random_start else x.clone()
         for _ in range(steps):
-            _, grad, _ = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
-                                       max_batch=max_batch, direction_only=True)
+            loss, grad, fooled = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
+                                               max_batch=max_batch, direction_only=True)
+            if stochastic:
+                keep_better(x_adv, loss, fooled)
             if norm == "linf":
                 step = grad.sign()
             else:
                 g_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                 step = grad / g_norm.view(-1, *([1] * (x.dim() - 1)))
             x_adv = project(x, x_adv + alpha * step, eps_t, norm)
-        if restarts == 1:
+        if restarts == 1 and not stochastic:
             return x_adv
         loss, _, fooled = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
                                         max_batch=max_batch, with_grad=False)
-        score = fooled + 1e-3 * torch.tanh(loss)
-        better = score > best_score
-        best[better] = x_adv[better]
-        best_score = torch.where(better, score, best_score)
+        keep_better(x_adv, loss, fooled)
     return best
-
