@@ -1,0 +1,175 @@
+"""APGD (Croce & Hein 2020) on robbench's batched-EOT engine.
+
+Auto-PGD from "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks" (Croce & Hein, ICML 2020), Algorithm 1: a gradient step of size eta
+(initially 2 eps) with momentum alpha, and at checkpoints w_j the step size halves and the
+iterate restarts from the best point so far when the loss has stopped rising. Losses are taken
+in float64 and only the direction of the EOT-mean gradient is used (``direction_only``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction
+
+import torch
+
+from robbench.attacks.eot import LOSSES, LossFn, attack_score, eot_loss_grad
+from robbench.attacks.pgd import project
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The checkpoints w_j = ceil(p_j N) of APGD for N = ``steps`` (Croce & Hein 2020, Sec. 3.2):
+    p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), while p_j <= 1.
+
+    The p_j are exact hundredths (kept as fractions, so ceil is exact)."""
+    p = [Fraction(0), Fraction(22, 100)]
+    while True:
+        nxt = p[-1] + max(p[-1] - p[-2] - Fraction(3, 100), Fraction(6, 100))
+        if nxt > 1:
+            break
+        p.append(nxt)
+    return [math.ceil(pj * steps) for pj in p]
+
+
+def _shape(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """The reference implementation's random start: a uniform draw from the cube [-1, 1]^d
+    (L-inf) or a Gaussian direction (L2), rescaled to norm eps, then clipped to [0, 1]."""
+    if norm == "linf":
+        t = 2 * torch.rand_like(x) - 1
+        t = t / _shape(t.flatten(1).abs().amax(1).clamp_min(1e-12), x)
+    else:
+        t = torch.randn_like(x)
+        t = t / _shape(t.flatten(1).norm(dim=1) + 1e-12, x)
+    return (x + eps * t).clamp(0.0, 1.0)
+
+
+def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    if norm == "linf":
+        return grad.sign()
+    return grad / _shape(grad.flatten(1).norm(dim=1) + 1e-12, grad)
+
+
+def _single_run(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    steps: int,
+    loss_fn: LossFn,
+    eot: int,
+    max_batch: int | None,
+    rho: float,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run: (best iterate by ``attack_score``, its score, its fraction of draws
+    misclassified). Every iterate x^(0..N) is scored by the EOT pass that takes its gradient
+    (the last one by a no-grad pass)."""
+    n = x.shape[0]
+    eps_t = torch.full((n,), eps, dtype=x.dtype, device=x.device)
+
+    def evaluate(point: torch.Tensor, with_grad: bool = True):
+        return eot_loss_grad(model, point, y, eot=eot, loss_fn=loss_fn, max_batch=max_batch,
+                             with_grad=with_grad, direction_only=True)
+
+    x_adv = _start(x, eps, norm)
+    loss, grad, fooled = evaluate(x_adv, with_grad=steps > 0)
+    best, best_score, best_fooled = x_adv.clone(), attack_score(loss, fooled), fooled.clone()
+    x_max, f_max, grad_max = x_adv.clone(), loss.clone(), grad
+    eta = _shape(torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device), x)
+    x_prev = x_adv
+    # Window lengths by checkpoint; at small N two p_j can share a w_j (counted once), and a
+    # checkpoint at N itself would act after the last iterate.
+    checkpoints = sorted(set(apgd_checkpoints(steps)))
+    checks = {w: w - prev for prev, w in zip(checkpoints, checkpoints[1:], strict=False)
+              if w < steps}
+    increases = torch.zeros(n, device=x.device)
+    last_loss = loss
+    f_max_at_check = f_max.clone()
+    reduced_at_check = torch.zeros(n, dtype=torch.bool, device=x.device)
+    for k in range(steps):
+        a = 1.0 if k == 0 else alpha
+        z = project(x, x_adv + eta * _direction(grad, norm), eps_t, norm)
+        x_new = project(x, x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev), eps_t, norm)
+        x_prev, x_adv = x_adv, x_new
+        loss, grad, fooled = evaluate(x_adv, with_grad=k < steps - 1)
+        score = attack_score(loss, fooled)
+        better = score > best_score
+        best[better], best_fooled[better] = x_adv[better], fooled[better]
+        best_score = torch.where(better, score, best_score)
+        increases += (loss > last_loss).float()
+        last_loss = loss
+        improved = loss > f_max
+        x_max[improved], f_max[improved] = x_adv[improved], loss[improved]
+        window = checks.get(k + 1)
+        if grad is None:  # the last iterate: scored, no gradient, no checkpoint after it
+            continue
+        grad_max = torch.where(_shape(improved, x), grad, grad_max)
+        if window is None:
+            continue
+        # Checkpoint w_j = k + 1 (iterate x^(w_j) just computed): condition 1, too few of the
+        # window's steps raised the loss; condition 2, eta was not reduced at the previous
+        # checkpoint and the best loss has not moved since it.
+        cond1 = increases < rho * window
+        cond2 = ~reduced_at_check & (f_max <= f_max_at_check)
+        reduce = cond1 | cond2
+        eta = torch.where(_shape(reduce, x), eta / 2, eta)
+        x_adv = torch.where(_shape(reduce, x), x_max, x_adv)
+        grad = torch.where(_shape(reduce, x), grad_max, grad)
+        last_loss = torch.where(reduce, f_max, last_loss)
+        reduced_at_check, f_max_at_check = reduce, f_max.clone()
+        increases.zero_()
+    return best, best_score, best_fooled
+
+
+def apgd(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 100,
+    loss: str = "ce",
+    eot: int = 1,
+    restarts: int = 1,
+    stochastic: bool = False,
+    max_batch: int | None = None,
+    rho: float = 0.75,
+    alpha: float = 0.75,
+) -> torch.Tensor:
+    """APGD-CE / APGD-DLR (Croce & Hein 2020) at L-inf or L2 with batched EOT over ``eot`` draws.
+
+    Step size 2 eps, halved at the checkpoints ``apgd_checkpoints(steps)`` (then the iterate
+    restarts from the max-loss point); momentum ``alpha`` from the second step. Each example
+    returns its best iterate by ``attack_score`` (fraction of draws misclassified, then the
+    loss): on a deterministic model an example misclassified at any iterate is returned
+    misclassified. Restarts: a deterministic model reruns only the examples not yet fooled
+    (as the reference does); a stochastic one reruns all and keeps each example's best.
+    """
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm {norm!r} is unknown; allowed: linf, l2")
+    loss_fn = LOSSES[loss]
+    n = x.shape[0]
+    best = x.clone()
+    best_score = torch.full((n,), -float("inf"), device=x.device)
+    fooled = torch.zeros(n, device=x.device)
+    for _ in range(restarts):
+        todo = torch.ones(n, dtype=torch.bool, device=x.device) if stochastic else fooled < 1
+        idx = todo.nonzero().flatten()
+        if len(idx) == 0:
+            break
+        adv, score, run_fooled = _single_run(model, x[idx], y[idx], eps, norm, steps, loss_fn,
+                                             eot, max_batch, rho, alpha)
+        better = score > best_score[idx]
+        keep = idx[better]
+        best[keep], best_score[keep], fooled[keep] = adv[better], score[better], run_fooled[better]
+    return best
