@@ -5,6 +5,13 @@ parameter-free attacks" (Croce & Hein, ICML 2020), Algorithm 1: a gradient step 
 (initially 2 eps) with momentum alpha, and at checkpoints w_j the step size halves and the
 iterate restarts from the best point so far when the loss has stopped rising. Losses are taken
 in float64 and only the direction of the EOT-mean gradient is used (``direction_only``).
+
+Where the paper leaves a detail open robbench follows the reference implementation: the random
+start (a uniform draw from the cube rescaled to the ball's surface, or a Gaussian direction at
+L2), and the checkpoint's timing (right after iterate x^(w_j), whose w_j - w_{j-1} steps
+condition 1 counts, so that the halved step already makes x^(w_j + 1); the paper's Algorithm 1
+checks one step later). Condition 2 is the paper's at every checkpoint, the first included
+(eta^(0) = eta^(w_1)); the reference skips it there.
 """
 
 from __future__ import annotations
@@ -109,10 +116,10 @@ def _single_run(
         last_loss = loss
         improved = loss > f_max
         x_max[improved], f_max[improved] = x_adv[improved], loss[improved]
-        window = checks.get(k + 1)
         if grad is None:  # the last iterate: scored, no gradient, no checkpoint after it
             continue
         grad_max = torch.where(_shape(improved, x), grad, grad_max)
+        window = checks.get(k + 1)
         if window is None:
             continue
         # Checkpoint w_j = k + 1 (iterate x^(w_j) just computed): condition 1, too few of the

@@ -4,6 +4,12 @@
 Every query is one (EOT) pass of the margin loss with ``with_grad=False``: for a stochastic
 model the loss of a candidate is its mean over ``eot`` draws in one batched pass, and that pass
 counts as one query.
+
+Each example draws its own square, its corner uniform over all positions {0, ..., w - s} as
+Algorithm 2 states. The reference implementations draw the corner from {0, ..., w - s - 1}
+(``randint(0, w - s)``), so their squares never reach the last row and column; on 8x8 digits
+that freezes 15 of the 64 pixels at their initial stripes, and robbench's Square is about 7
+points stronger there (tests/test_cross_check.py measures both placements).
 """
 
 from __future__ import annotations
