@@ -1,14 +1,14 @@
-"""Attacks aimed at the Short Run classifier's structure, and transfer attacks.
+"""Attacks aimed at a model's structure, and transfer attacks.
 
-- ``latent-pgd``: PGD whose loss pulls the inferred latent z_K(x') toward the mean latent of the
-  nearest other class (through the whole Langevin chain, with batched EOT); for the ConvNet the
-  latent is its penultimate feature vector (``ConvNet.embed``).
-- ``fixed-noise-pgd``: PGD against a deterministic chain (Langevin noise held fixed by
-  ``model.fixed_noise(seed)``); the run grid then evaluates the examples with fresh noise.
+- ``latent-pgd``: PGD whose loss pulls the model's latent (its ``infer`` hook: z_K of the
+  Langevin chain, or its ``embed`` hook: penultimate features) toward the mean latent of the
+  nearest other class, through the whole chain, with batched EOT;
+- ``fixed-noise-pgd``: PGD against a deterministic chain (the noise held fixed by the model's
+  ``fixed_noise(seed)`` hook); the run scores the examples with fresh noise. For a
+  deterministic model it is plain PGD;
 - ``transfer``: PGD crafted on a companion (source) model, evaluated on the target.
 
-All three run robbench's PGD engine (``robbench.attacks.pgd``); for a deterministic model the
-first two reduce to plain PGD.
+All three run robbench's PGD engine (``robbench.attacks.pgd``).
 """
 
 from __future__ import annotations
@@ -17,28 +17,43 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from robbench.attacks.eot import LOSSES
 from robbench.attacks.pgd import pgd
+from robbench.attacks.target import Target
 
 
-def latent_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x -> latent of shape (N, d): mean z_K over the model's chains, or ConvNet features."""
-    if hasattr(model, "infer"):
-        chains = getattr(model, "n_chains", 1)
-        return lambda x: model.infer(x, n_chains=chains).mean(1)
-    if hasattr(model, "embed"):
-        return model.embed
-    raise ValueError(f"{type(model).__name__} exposes no latent (needs .infer or .embed)")
+def latent_fn(target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> latent of shape (N, d): mean z_K over the model's chains, or its features."""
+    infer, embed = target.hook("infer"), target.hook("embed")
+    if infer is not None:
+        chains = getattr(target.model, "n_chains", 1)
+        return lambda x: infer(x, n_chains=chains).mean(1)
+    if embed is not None:
+        return embed
+    raise ValueError(f"{type(target.model).__name__} exposes no latent (needs .infer or .embed)")
+
+
+def latent_missing(target: Target) -> str | None:
+    """Why latent-pgd cannot run on ``target`` (None if it can)."""
+    if target.hook("infer") is None and target.hook("embed") is None:
+        return "no latent hook (infer or embed)"
+    return None
+
+
+def fixed_noise_missing(target: Target) -> str | None:
+    """Why fixed-noise-pgd cannot run on ``target`` (None if it can)."""
+    if target.stochastic and target.hook("fixed_noise") is None:
+        return "random model without a fixed_noise hook"
+    return None
 
 
 @torch.no_grad()
 def class_latent_means(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int, draws: int = 4
+    encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    classes: int, draws: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean latent per class over ``draws`` inferences of (x, y); returns (means, present)."""
-    encode = latent_fn(model)
     z = torch.stack([encode(x) for _ in range(draws)]).mean(0)
     means = torch.zeros(classes, z.shape[1], device=z.device)
     counts = torch.bincount(y, minlength=classes).to(z.dtype)
@@ -58,56 +73,54 @@ def nearest_other_class(
     return dist.argmin(1)
 
 
-def latent_pgd(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """PGD toward the nearest other class's mean latent (``loss`` = latent), or on head logits."""
+def _pgd_settings(params: dict[str, Any], norm: str) -> dict[str, Any]:
+    return dict(norm=norm, steps=params["steps"], step_size=params["step_size"],
+                random_start=params["random_start"], max_batch=params.get("max_batch"))
+
+
+def latent_pgd(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """PGD toward the nearest other class's mean latent (``loss`` = latent), or on the logits."""
     loss_name = params.get("loss", "latent")
-    common = dict(norm=norm, steps=params["steps"], step_size=params["step_size"],
-                  random_start=params["random_start"], eot=params["eot"],
-                  max_batch=params.get("max_batch"))
+    common = _pgd_settings(params, norm)
     if loss_name != "latent":
         if loss_name not in LOSSES:
             raise ValueError(f"latent-pgd loss {loss_name!r} is unknown; allowed: latent, "
                              f"{', '.join(LOSSES)}")
-        return [pgd(model, x, y, eps=e, loss_fn=LOSSES[loss_name], **common) for e in eps_list]
-    classes = params.get("classes") or _classes(model)
-    means, present = class_latent_means(model, x, y, classes)
+        return [pgd(target, x, y, eps=e, loss_fn=LOSSES[loss_name], eot=params["eot"],
+                    stochastic=target.stochastic, **common)
+                for e in eps_list]
+    encode = latent_fn(target)
+    means, present = class_latent_means(encode, x, y, target.classes)
     with torch.no_grad():
-        target = nearest_other_class(latent_fn(model)(x), y, means, present)
-    encode = latent_fn(model)
+        goal = nearest_other_class(encode(x), y, means, present)
 
     def pull(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return -((z - means[t]) ** 2).sum(1)
 
-    # eot_loss_grad's 'fooled' count compares the latent's argmax with the target: meaningless,
-    # so latent-pgd runs a single restart (pgd returns right after it).
-    return [pgd(encode, x, target, eps=e, loss_fn=pull, restarts=1, **common) for e in eps_list]
+    # eot_loss_grad's 'fooled' count compares the latent's argmax with the goal class, which
+    # means nothing: latent-pgd runs one restart and keeps its last iterate.
+    return [pgd(encode, x, goal, eps=e, loss_fn=pull, restarts=1, eot=params["eot"], **common)
+            for e in eps_list]
 
 
-def _classes(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    return int(getattr(config, "classes", 10))
-
-
-def fixed_noise_pgd(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """PGD with the Langevin noise held fixed (seed ``noise_seed``): a deterministic chain."""
+def fixed_noise_pgd(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """PGD with the model's noise held fixed (seed ``noise_seed``): a deterministic chain."""
     def run() -> list[torch.Tensor]:
-        return [
-            pgd(model, x, y, eps=e, norm=norm, steps=params["steps"],
-                step_size=params["step_size"], random_start=params["random_start"], eot=1,
-                restarts=params["restarts"], loss_fn=LOSSES[params["loss"]],
-                max_batch=params.get("max_batch"))
-            for e in eps_list
-        ]
+        return [pgd(target.model, x, y, eps=e, eot=1, restarts=params["restarts"],
+                    loss_fn=LOSSES[params["loss"]], **_pgd_settings(params, norm))
+                for e in eps_list]
 
-    if hasattr(model, "fixed_noise"):
-        with model.fixed_noise(int(params["noise_seed"])):
-            return run()
-    return run()
+    fixed = target.hook("fixed_noise")
+    if fixed is None:
+        return run()
+    with fixed(int(params["noise_seed"])):
+        return run()
 
 
-def pick_source(model: nn.Module, companions: Mapping[str, nn.Module] | None,
-                source: str | None = None) -> nn.Module:
-    """The transfer source: ``companions[source]``, else the first companion that is not model."""
+def pick_source(target: Target, companions: Mapping[str, Target] | None,
+                source: str | None = None) -> Target:
+    """The transfer source: ``companions[source]``, else the first companion that is not the
+    target."""
     companions = dict(companions or {})
     if source:
         if source not in companions:
@@ -115,27 +128,18 @@ def pick_source(model: nn.Module, companions: Mapping[str, nn.Module] | None,
                              f"{', '.join(companions) or 'none'}")
         return companions[source]
     for other in companions.values():
-        if other is not model:
+        if other.model is not target.model:
             return other
-    raise ValueError("transfer needs a source model other than the target (e.g. --models "
-                     "convnet,shortrun); none was given")
+    raise ValueError("transfer needs a source model other than the target (e.g. --model "
+                     "convnet --model shortrun); none was given")
 
 
-def transfer(model: nn.Module, x, y, eps_list, norm, params, *,
-             companions: Mapping[str, nn.Module] | None = None) -> list[torch.Tensor]:
-    """PGD (EOT when the source is stochastic) on the source model, to be evaluated on model."""
-    source = pick_source(model, companions, params.get("source"))
-    source.eval()
-    eot = params["source_eot"] if getattr(source, "stochastic", False) else 1
-    return [
-        pgd(source, x, y, eps=e, norm=norm, steps=params["steps"], step_size=params["step_size"],
-            random_start=params["random_start"], eot=eot, loss_fn=LOSSES[params["loss"]],
-            max_batch=params.get("max_batch"))
-        for e in eps_list
-    ]
-
-
-def describe(params: dict[str, Any]) -> str:
-    """One-line summary of PGD-like settings, for reports."""
-    keys = ("steps", "step_size", "eot", "source_eot", "restarts", "loss")
-    return ", ".join(f"{k}={params[k]}" for k in keys if k in params)
+def transfer(target: Target, x, y, eps_list, norm, params, *,
+             companions: Mapping[str, Target] | None = None) -> list[torch.Tensor]:
+    """PGD (EOT when the source is random) on the source model, to be evaluated on target."""
+    source = pick_source(target, companions, params.get("source"))
+    source.model.eval()
+    eot = params["source_eot"] if source.stochastic else 1
+    return [pgd(source, x, y, eps=e, eot=eot, loss_fn=LOSSES[params["loss"]],
+                stochastic=source.stochastic, **_pgd_settings(params, norm))
+            for e in eps_list]

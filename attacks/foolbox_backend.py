@@ -1,25 +1,27 @@
-"""Attacks through foolbox 3: FGSM, PGD (L-inf, L2) and CW-L2, all eps in one foolbox call.
+"""Attacks through foolbox 3 (the optional extra ``robbench[foolbox]``): FGSM, PGD (L-inf, L2)
+and CW-L2, all eps in one foolbox call; a cross-check of robbench's own implementations.
 
-Settings follow the torchattacks backend: PGD uses the absolute step size ``step_size`` and a
-uniform random start in the eps-ball, FGSM one step of size eps; cross-entropy on the logits.
-A stochastic model is wrapped by :class:`EOTLogProb` (the log of the mean softmax over M noise
-draws folded into the batch), so foolbox's gradient is that of the expected prediction.
+Settings follow robbench's: PGD uses the absolute step size ``step_size`` and a uniform random
+start in the eps-ball, FGSM one step of size eps; cross-entropy on the logits. A random model
+is wrapped by :class:`EOTLogProb` (the log of the mean softmax over M noise draws folded into
+the batch), so foolbox's gradient is that of the expected prediction.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import foolbox as fb
 import torch
 from torch import nn
 
 from robbench.attacks.logit_gradient import DirectionOnlyLogits
+from robbench.attacks.target import Target
+from robbench.attacks.threat_model import within_budget
 
 
 class EOTLogProb(nn.Module):
     """log E_noise[softmax(model(x))] over ``eot`` draws, one batched pass (rows m * N + i)."""
-
-    stochastic = True
 
     def __init__(self, model: nn.Module, eot: int) -> None:
         super().__init__()
@@ -33,62 +35,47 @@ class EOTLogProb(nn.Module):
         return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(self.eot)))
 
 
-def _fmodel(model: nn.Module, x: torch.Tensor, params: dict[str, Any],
+def _fmodel(target: Target, x: torch.Tensor, params: dict[str, Any],
             direction_only: bool = False):
-    import foolbox as fb
-
     if params.get("restarts", 1) > 1:
-        raise ValueError("the foolbox backend runs one restart; use --backend torchattacks "
-                         "for --restarts")
+        raise ValueError("the foolbox backend runs one restart; use --backend robbench for "
+                         "--restarts")
     if params.get("loss", "ce") != "ce":
         raise ValueError("the foolbox backend attacks cross-entropy only; use --backend "
-                         "torchattacks for --loss margin")
+                         "robbench for --loss margin")
     eot = params.get("eot", 1)
-    net = EOTLogProb(model, eot) if getattr(model, "stochastic", False) and eot > 1 else model
+    net = EOTLogProb(target.model, eot) if target.stochastic and eot > 1 else target.model
     net = DirectionOnlyLogits(net) if direction_only else net
     net.eval()
     return fb.PyTorchModel(net, bounds=(0.0, 1.0), device=x.device)
 
 
-def _run(attack, model, x, y, eps_list, params) -> list[torch.Tensor]:
+def _run(attack, target, x, y, eps_list, params) -> list[torch.Tensor]:
     """FGSM and PGD: steps along the gradient's sign or direction (see DirectionOnlyLogits)."""
-    fmodel = _fmodel(model, x, params, direction_only=True)
+    fmodel = _fmodel(target, x, params, direction_only=True)
     _, clipped, _ = attack(fmodel, x, y, epsilons=list(eps_list))
     return [c.detach() for c in clipped]
 
 
-def fgsm(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+def fgsm(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
     """foolbox ``FGSM`` (L-inf fast gradient, no random start), every eps in one call."""
-    import foolbox as fb
-
-    return _run(fb.attacks.FGSM(), model, x, y, eps_list, params)
+    return _run(fb.attacks.FGSM(), target, x, y, eps_list, params)
 
 
-def pgd_steps(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """foolbox ``LinfPGD`` or ``L2PGD``, by ``norm``, with the absolute step size and steps of
-    torchattacks' PGD and PGDL2."""
-    import foolbox as fb
-
+def pgd_steps(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``LinfPGD`` or ``L2PGD``, by ``norm``, with robbench's absolute step size."""
     attack_class = {"linf": fb.attacks.LinfPGD, "l2": fb.attacks.L2PGD}[norm]
     attack = attack_class(abs_stepsize=params["step_size"], steps=params["steps"],
                           random_start=params["random_start"])
-    return _run(attack, model, x, y, eps_list, params)
+    return _run(attack, target, x, y, eps_list, params)
 
 
-def cw(model: nn.Module, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """foolbox ``L2CarliniWagnerAttack`` (one constant c, like torchattacks' CW).
-
-    The minimal perturbation is kept where its L2 norm is within eps, else the clean image, as
-    in the torchattacks backend (robust if no adversarial example within eps).
-    """
-    import foolbox as fb
-
-    from robbench.attacks.torchattacks_backend import within_budget
-
+def cw(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """foolbox ``L2CarliniWagnerAttack`` (one constant c, one binary-search step); the minimal
+    perturbation is kept where its L2 norm is within eps, else the clean image."""
     attack = fb.attacks.L2CarliniWagnerAttack(
         binary_search_steps=params.get("binary_search_steps", 1), steps=params["steps"],
         stepsize=params["lr"], confidence=params["kappa"], initial_const=params["c"],
         abort_early=False)
-    fmodel = _fmodel(model, x, params)
-    raw, _, _ = attack(fmodel, x, y, epsilons=None)
+    raw, _, _ = attack(_fmodel(target, x, params), x, y, epsilons=None)
     return within_budget(x, raw.detach(), eps_list, norm)

@@ -60,9 +60,10 @@ def pgd(
     With several restarts, each example keeps the restart whose final point fools the most
     noise draws (ties broken by the higher loss). With ``stochastic`` (a model that draws fresh
     noise per call) each example keeps instead its best iterate over all restarts and steps by
-    ``attack_score``, measured by the EOT pass that takes that iterate's gradient (one more
-    no-grad pass scores each final iterate); without it the last iterate is returned, as
-    torchattacks' PGD does.
+    ``attack_score``, measured by the EOT pass that takes that iterate's gradient; at the end of
+    each restart the best so far and the last iterate are scored again on fresh draws (two
+    no-grad passes) and the better is kept, so that the choice is not won by the luckiest
+    estimate. Without ``stochastic`` the last iterate is returned, as torchattacks' PGD does.
     """
     eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
     alpha = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(x.shape[0])
@@ -91,7 +92,19 @@ def pgd(
             x_adv = project(x, x_adv + alpha * step, eps_t, norm)
         if restarts == 1 and not stochastic:
             return x_adv
+        if stochastic:
+            # The best-so-far's score is the maximum of noisy estimates (biased high): it and
+            # the last iterate are compared again on fresh draws, the same for both.
+            best_score.copy_(attack_score(*_fresh_score(model, best, y, eot, loss_fn,
+                                                        max_batch)))
         loss, _, fooled = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
                                         max_batch=max_batch, with_grad=False)
         keep_better(x_adv, loss, fooled)
     return best
+
+
+def _fresh_score(model, x_adv, y, eot, loss_fn, max_batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, fooled fraction) of ``x_adv`` on one no-grad EOT pass of fresh draws."""
+    loss, _, fooled = eot_loss_grad(model, x_adv, y, eot=eot, loss_fn=loss_fn,
+                                    max_batch=max_batch, with_grad=False)
+    return loss, fooled

@@ -1,90 +1,108 @@
-"""Attack registry: attacks by name, with literature defaults, backends and threat models."""
+"""Attack registry: attacks by name, with literature defaults, backends and threat models.
+
+Every attack runs on robbench's own implementation by default (``robbench``); torchattacks
+and foolbox are optional backends (extras ``robbench[torchattacks]``, ``robbench[foolbox]``)
+for the attacks they offer, imported only when chosen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
-from robbench.attacks import adaptive
-from robbench.attacks import foolbox_backend as fbb
-from robbench.attacks import torchattacks_backend as ta
+from robbench.attacks import budgets
+from robbench.attacks.adaptive import fixed_noise_missing, latent_missing
+from robbench.attacks.target import Target
 from robbench.attacks.threat_model import check_threat_model
 
 CraftFn = Callable[..., list[torch.Tensor]]
-BACKENDS = ("torchattacks", "foolbox")
+BACKENDS = ("robbench", "torchattacks", "foolbox")
+DEFAULT_BACKEND = "robbench"
+_MODULES = {"robbench": "robbench.attacks.own_backend",
+            "torchattacks": "robbench.attacks.torchattacks_backend",
+            "foolbox": "robbench.attacks.foolbox_backend"}
+_ADAPTIVE = "robbench.attacks.adaptive"
+AUTO = "auto"
+"""``eot`` = auto: the number of noise draws is chosen by convergence (``robbench.runs``)."""
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack: its threat model, default settings and one craft function per backend."""
+    """An attack: its threat model, default settings and one craft function per backend
+    (``module:function``, imported when the attack runs)."""
 
     name: str
     norm: str
     description: str
     defaults: dict[str, Any]
-    backends: dict[str, CraftFn] = field(default_factory=dict)
-    default_eps: tuple[float, ...] = (0.1, 0.2, 0.3)
-    needs_companions: bool = False  # the craft function takes companions={name: model}
+    backends: dict[str, str] = field(default_factory=dict)
+    default_eps: tuple[float, ...] = budgets.LINF
+    needs_companions: bool = False  # the craft function takes companions={name: Target}
+    unavailable: Callable[[Target], str | None] | None = None  # why it cannot run on a model
+
+
+def _on(*backends: str, function: str) -> dict[str, str]:
+    return {b: f"{_MODULES[b]}:{function}" for b in backends}
 
 
 _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restarts": 1,
         "loss": "ce", "max_batch": None}
 _PGD_L2 = {**_PGD, "step_size": 0.1}
+_ALL = ("robbench", "torchattacks", "foolbox")
+_TWO = ("robbench", "torchattacks")
 
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
-                       {"eot": 1, "loss": "ce", "max_batch": None},
-                       {"torchattacks": ta.fgsm, "foolbox": fbb.fgsm}),
-    "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al.)",
-                      dict(_PGD), {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps}),
+                       {"eot": 1, "loss": "ce", "max_batch": None}, _on(*_ALL, function="fgsm")),
+    "pgd": AttackSpec("pgd", "linf", "PGD L-inf, 40 steps of 0.01, random start (Madry et al. "
+                      "2018)", dict(_PGD), _on(*_ALL, function="pgd_steps")),
     "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
-                         dict(_PGD_L2),
-                         {"torchattacks": ta.pgd_steps, "foolbox": fbb.pgd_steps},
-                         default_eps=(0.5, 1.0, 2.0)),
+                         dict(_PGD_L2), _on(*_ALL, function="pgd_steps"),
+                         default_eps=budgets.L2),
     "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
-                     "robust if no adversarial within eps",
-                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01},
-                     {"torchattacks": ta.cw, "foolbox": fbb.cw},
-                     default_eps=(0.5, 1.0, 2.0)),
-    "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf with batched EOT through the Langevin "
-                          "chain (default 16 draws per gradient)",
-                          {**_PGD, "eot": 16}, {"torchattacks": ta.engine_pgd}),
-    "eot-pgd-l2": AttackSpec("eot-pgd-l2", "l2", "PGD L2 with batched EOT through the Langevin "
-                             "chain (default 16 draws per gradient; pgd-l2's 40 steps of 0.1)",
-                             {**_PGD_L2, "eot": 16},
-                             {"torchattacks": ta.engine_pgd}, default_eps=(0.5, 1.0, 2.0)),
-    "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020) with eot_iter",
-                       {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "seed": 0},
-                       {"torchattacks": ta.apgd}),
+                     "robust if no adversarial example within eps",
+                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01, "eot": 1,
+                      "max_batch": None},
+                     _on(*_ALL, function="cw"), default_eps=budgets.L2),
+    "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf averaging each gradient over noise "
+                          "draws in one batched pass (EOT; draws chosen by convergence)",
+                          {**_PGD, "eot": AUTO}, _on(*_TWO, function="pgd_steps")),
+    "eot-pgd-l2": AttackSpec("eot-pgd-l2", "l2", "PGD L2 with batched EOT (pgd-l2's 40 steps "
+                             "of 0.1; draws chosen by convergence)", {**_PGD_L2, "eot": AUTO},
+                             _on("robbench", function="pgd_steps"), default_eps=budgets.L2),
+    "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020), 100 steps",
+                       {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "max_batch": None},
+                       _on(*_TWO, function="apgd")),
     "autoattack-rand": AttackSpec("autoattack-rand", "linf",
                                   "AutoAttack 'rand' for randomised defenses, as the reference "
                                   "implementation runs it: APGD-CE + APGD-DLR, 100 steps, EOT 20",
-                                  {"steps": 100, "eot": 20, "seed": 0},
-                                  {"torchattacks": ta.autoattack_rand}),
-    "square": AttackSpec("square", "linf", "Square attack, score-based black box (no gradients)",
-                         {"n_queries": 1000, "restarts": 1, "seed": 0},
-                         {"torchattacks": ta.square}),
-    "latent-pgd": AttackSpec("latent-pgd", "linf", "PGD L-inf pulling the inferred latent z_K "
-                             "toward the nearest other class's mean latent, through the chain, "
-                             "with EOT (ConvNet: penultimate features)",
+                                  {"steps": 100, "eot": 20, "max_batch": None},
+                                  _on(*_TWO, function="autoattack_rand")),
+    "square": AttackSpec("square", "linf", "Square attack (Andriushchenko et al. 2020), "
+                         "score-based black box, 1,000 queries",
+                         {"n_queries": 1000, "restarts": 1, "eot": 1, "max_batch": None},
+                         _on(*_TWO, function="square")),
+    "latent-pgd": AttackSpec("latent-pgd", "linf", "PGD L-inf pulling the model's latent "
+                             "toward the nearest other class's mean latent, with EOT",
                              {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 8,
                               "loss": "latent", "max_batch": None},
-                             {"torchattacks": adaptive.latent_pgd}),
-    "fixed-noise-pgd": AttackSpec("fixed-noise-pgd", "linf", "PGD L-inf against a fixed-noise "
-                                  "(deterministic) Langevin chain, evaluated with fresh noise",
+                             {"robbench": f"{_ADAPTIVE}:latent_pgd"},
+                             unavailable=latent_missing),
+    "fixed-noise-pgd": AttackSpec("fixed-noise-pgd", "linf", "PGD L-inf against the model "
+                                  "with its noise held fixed, evaluated with fresh noise",
                                   {**_PGD, "noise_seed": 0},
-                                  {"torchattacks": adaptive.fixed_noise_pgd}),
+                                  {"robbench": f"{_ADAPTIVE}:fixed_noise_pgd"},
+                                  unavailable=fixed_noise_missing),
     "transfer": AttackSpec("transfer", "linf", "PGD L-inf crafted on the other model (EOT when "
-                           "it is stochastic), evaluated on this one",
+                           "it is random), evaluated on this one",
                            {"steps": 40, "step_size": 0.01, "random_start": True,
                             "source_eot": 8, "loss": "ce", "source": None, "max_batch": None},
-                           {"torchattacks": adaptive.transfer}, needs_companions=True),
+                           {"robbench": f"{_ADAPTIVE}:transfer"}, needs_companions=True),
 }
-ENGINE_FNS = (ta.engine_pgd, adaptive.latent_pgd, adaptive.fixed_noise_pgd, adaptive.transfer)
 
 
 def get_attack(name: str) -> AttackSpec:
@@ -126,47 +144,63 @@ def check_settings(attacks: Sequence[str], settings: dict[str, Any]) -> None:
             )
 
 
-def effective_params(spec: AttackSpec, model: nn.Module, params: dict[str, Any]) -> dict[str, Any]:
+def check_backend(attacks: Sequence[str], backend: str) -> None:
+    """Every attack must run on ``backend``; one that does not is named with its backends."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    for name in attacks:
+        spec = get_attack(name)
+        if backend not in spec.backends:
+            raise ValueError(f"backend {backend!r} does not run attack {name!r}; allowed: "
+                             f"{', '.join(spec.backends)}")
+
+
+def effective_params(target: Target, params: dict[str, Any]) -> dict[str, Any]:
     """EOT over noise draws means nothing for a deterministic model: it runs with eot = 1."""
-    if "eot" in params and not getattr(model, "stochastic", False):
+    if "eot" in params and not target.stochastic:
         return {**params, "eot": 1}
     return params
 
 
-def backend_label(spec: AttackSpec, backend: str, params: dict[str, Any]) -> str:
-    """The library that actually ran with these (effective) params: robbench's engine replaces
-    torchattacks for EOT, restarts and the margin loss."""
-    fn = spec.backends[backend]
-    if fn in ENGINE_FNS or (fn in ta.ENGINE_WHEN_EOT and ta.uses_eot_engine(params)):
-        return "robbench"
-    return backend
+def craft_function(spec: AttackSpec, backend: str) -> CraftFn:
+    """The backend's craft function of ``spec``, imported now (a missing optional library is
+    a one-line error naming the extra that installs it)."""
+    if backend not in spec.backends:
+        raise ValueError(f"backend {backend!r} does not run attack {spec.name!r}; allowed: "
+                         f"{', '.join(spec.backends)}")
+    module, function = spec.backends[backend].split(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except ImportError as exc:
+        raise ImportError(f"backend {backend!r} needs {exc.name}, which is not installed: "
+                          f"pip install 'robbench[{backend}]'") from None
 
 
 def craft(
     name: str,
-    model: nn.Module,
+    target: Target,
     x: torch.Tensor,
     y: torch.Tensor,
     eps: Sequence[float],
     *,
-    backend: str = "torchattacks",
+    backend: str = DEFAULT_BACKEND,
     params: dict[str, Any] | None = None,
-    companions: dict[str, nn.Module] | None = None,
+    companions: Mapping[str, Target] | None = None,
 ) -> dict[float, torch.Tensor]:
     """Adversarial examples for every eps, each checked against its threat model.
 
-    ``companions`` ({name: model}) are the other loaded models, for attacks that craft on a
-    source model (``transfer``).
+    ``companions`` ({name: Target}) are the other models of the run, for attacks that craft
+    on a source model (``transfer``).
     """
     spec = get_attack(name)
-    if backend not in spec.backends:
-        raise ValueError(
-            f"backend {backend!r} does not run attack {name!r}; allowed: {', '.join(spec.backends)}"
-        )
-    params = effective_params(spec, model, params if params is not None else spec.defaults)
-    model.eval()
+    fn = craft_function(spec, backend)
+    params = effective_params(target, dict(params if params is not None else spec.defaults))
+    if params.get("eot") == AUTO:
+        raise ValueError(f"{name}: eot 'auto' must be resolved to a number of draws before "
+                         "crafting (robbench run does it by convergence)")
+    target.model.eval()
     extra = {"companions": companions} if spec.needs_companions else {}
-    adversarial = spec.backends[backend](model, x, y, list(eps), spec.norm, params, **extra)
+    adversarial = fn(target, x, y, list(eps), spec.norm, params, **extra)
     out = {}
     for e, x_adv in zip(eps, adversarial, strict=True):
         x_adv = x_adv.detach()

@@ -38,3 +38,10 @@ def check_threat_model(x: torch.Tensor, x_adv: torch.Tensor, norm: str, eps: flo
         raise ThreatModelViolation(
             f"{bad} example(s) exceed the {norm} budget: max norm {worst:.6g} > eps {eps:.6g}"
         )
+
+
+def within_budget(x, x_adv, eps_list, norm) -> list[torch.Tensor]:
+    """Minimal-perturbation attacks: keep x_adv where its norm is within eps, else the clean x."""
+    norms = perturbation_norms(x, x_adv, norm)
+    shape = (-1, *([1] * (x.dim() - 1)))
+    return [torch.where((norms <= eps).view(shape), x_adv, x) for eps in eps_list]

@@ -1,3 +1,16 @@
-"""robbench: adversarial robustness of a ConvNet against a Short Run generative classifier."""
+"""robbench: adversarial robustness that is not overstated, for random models above all.
 
-__version__ = "0.1.0"
+Adaptive attacks with EOT through every random step, a per-example worst case chosen on
+passes independent of the reported ones, three robust accuracies of a random model (expected,
+majority, all-draws) with valid intervals, and gradient-masking checks; for robbench's ConvNet
+and Short Run classifier, and for any ``torch.nn.Module`` (``robbench.evaluate``).
+"""
+
+from robbench.api import diagnose, evaluate, load_model  # noqa: E402  (after the version)
+from robbench.data.datasets import load_dataset  # noqa: E402
+from robbench.models.zoo import register_model  # noqa: E402
+from robbench.report.evaluation_report import Report  # noqa: E402
+from robbench.version import __version__
+
+__all__ = ["Report", "__version__", "diagnose", "evaluate", "load_dataset", "load_model",
+           "register_model"]

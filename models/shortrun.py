@@ -332,3 +332,13 @@ class ShortRunClassifier(nn.Module):
             yield self
         finally:
             self.noise_seed = previous
+
+
+@torch.no_grad()
+def generator_samples(model: torch.nn.Module, n: int, seed: int = 0,
+                      batch: int = 1000) -> torch.Tensor:
+    """``n`` samples g(z), z ~ N(0, I), from one CPU generator seeded ``seed``: the same z on
+    any device, in batches so that memory stays flat."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([model.sample(min(batch, n - i), generator=gen)
+                      for i in range(0, n, batch)])

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from robbench.datasets import load_digits
+from robbench.attacks.target import Target
+from robbench.data.datasets import load_digits
+from robbench.models.build import build_model
 from robbench.models.config import ModelConfig
-from robbench.models.registry import build_model, load_model
+from robbench.models.registry import load_zoo_model
+from robbench.records.scoring import predict_draws
+from robbench.runs.named import run_named
 
 # One intra-op thread: the test models are tiny, results do not depend on the machine's core
 # count, and spinning OpenMP threads are very slow on a busy 2-core machine.
@@ -25,6 +31,24 @@ def tiny_config(name: str, **overrides) -> ModelConfig:
               step_size=0.005, sigma=0.1)
     kw.update(overrides)
     return ModelConfig(**kw)
+
+
+def target(model: torch.nn.Module, classes: int = 10) -> Target:
+    """A zoo or test model as an attack target (its own ``stochastic`` flag, which the zoo's
+    models declare truthfully; user models are detected in ``robbench.runs``)."""
+    return Target(model, bool(getattr(model, "stochastic", False)), classes)
+
+
+def accuracy_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 1
+                ) -> float:
+    """Mean fraction of ``draws`` passes classifying ``x`` as ``y``."""
+    return (predict_draws(model, x, draws, 500, "cpu") == y[None]).float().mean().item()
+
+
+def run_in(config, run_dir: Path, **kwargs):
+    """Run ``config`` by name into ``run_dir`` (quiet); returns (run_dir, summary)."""
+    summary = run_named(config, run_dir, **{"quiet": True, **kwargs})
+    return Path(run_dir), summary
 
 
 class ConfidentLinear(torch.nn.Module):
@@ -55,12 +79,12 @@ def tiny_convnet():
 
 @pytest.fixture(scope="session")
 def shipped_convnet():
-    return load_model("convnet", "digits")[0]
+    return load_zoo_model("convnet", "digits")[0]
 
 
 @pytest.fixture(scope="session")
 def shipped_shortrun():
-    return load_model("shortrun", "digits")[0]
+    return load_zoo_model("shortrun", "digits")[0]
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_in, target
 
 from robbench.attacks.adaptive import class_latent_means, latent_fn, nearest_other_class
 from robbench.attacks.pgd import pgd
-from robbench.attacks.registry import attack_params, backend_label, craft, get_attack
+from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.threat_model import perturbation_norms
-from robbench.run_grid import RunConfig, execute
+from robbench.runs.config import RunConfig
 
 TINY = {
     "eot-pgd": {"steps": 2, "eot": 2},
@@ -26,16 +27,15 @@ TINY = {
 
 
 @pytest.mark.parametrize("name", list(TINY))
-@pytest.mark.parametrize("target", ["tiny_convnet", "tiny_shortrun"])
-def test_new_attacks_respect_their_threat_model(name, target, request, digits):
-    models = {"convnet": request.getfixturevalue("tiny_convnet"),
-              "shortrun": request.getfixturevalue("tiny_shortrun")}
-    model = models[target.removeprefix("tiny_")]
+@pytest.mark.parametrize("which", ["convnet", "shortrun"])
+def test_new_attacks_respect_their_threat_model(name, which, request, digits):
+    models = {"convnet": target(request.getfixturevalue("tiny_convnet")),
+              "shortrun": target(request.getfixturevalue("tiny_shortrun"))}
     x, y = digits.x_test[:12], digits.y_test[:12]
     spec = get_attack(name)
     eps = [0.5, 1.0] if spec.norm == "l2" else [0.05, 0.2]
     torch.manual_seed(0)
-    adv = craft(name, model, x, y, eps, params=attack_params(name, **TINY[name]),
+    adv = craft(name, models[which], x, y, eps, params=attack_params(name, **TINY[name]),
                 companions=models)
     for e, x_adv in adv.items():
         assert perturbation_norms(x, x_adv, spec.norm).max() <= e + 1e-6
@@ -56,7 +56,7 @@ def test_autoattack_rand_runs_the_eot_and_steps_it_records(tiny_shortrun, digits
 
     monkeypatch.setattr(torchattacks.APGD, "__init__", spy)
     x, y = digits.x_test[:6], digits.y_test[:6]
-    adv = craft("autoattack-rand", tiny_shortrun, x, y, [0.1],
+    adv = craft("autoattack-rand", target(tiny_shortrun), x, y, [0.1], backend="torchattacks",
                 params=attack_params("autoattack-rand", eot=3, steps=2))[0.1]
     assert seen == [("ce", 3, 2), ("dlr", 3, 2)]
     assert perturbation_norms(x, adv, "linf").max() <= 0.1 + 1e-6
@@ -68,22 +68,22 @@ def test_autoattack_rand_runs_the_eot_and_steps_it_records(tiny_shortrun, digits
 @pytest.mark.slow
 def test_autoattack_rand_respects_its_threat_model(tiny_shortrun, digits):
     x, y = digits.x_test[:8], digits.y_test[:8]
-    adv = craft("autoattack-rand", tiny_shortrun, x, y, [0.1])[0.1]
+    adv = craft("autoattack-rand", target(tiny_shortrun), x, y, [0.1])[0.1]
     assert perturbation_norms(x, adv, "linf").max() <= 0.1 + 1e-6
 
 
 def test_latent_pgd_pulls_the_latent_toward_another_class(shipped_convnet, digits):
     x, y = digits.x_test[:60], digits.y_test[:60]
-    means, present = class_latent_means(shipped_convnet, x, y, 10)
-    encode = latent_fn(shipped_convnet)
+    encode = latent_fn(target(shipped_convnet))
+    means, present = class_latent_means(encode, x, y, 10)
     with torch.no_grad():
-        target = nearest_other_class(encode(x), y, means, present)
-    assert (target != y).all()
-    adv = craft("latent-pgd", shipped_convnet, x, y, [0.2],
+        goal = nearest_other_class(encode(x), y, means, present)
+    assert (goal != y).all()
+    adv = craft("latent-pgd", target(shipped_convnet), x, y, [0.2],
                 params=attack_params("latent-pgd", steps=10))[0.2]
     with torch.no_grad():
-        before = (encode(x) - means[target]).norm(dim=1)
-        after = (encode(adv) - means[target]).norm(dim=1)
+        before = (encode(x) - means[goal]).norm(dim=1)
+        after = (encode(adv) - means[goal]).norm(dim=1)
     assert after.mean() < 0.8 * before.mean()
 
 
@@ -91,7 +91,7 @@ def test_fixed_noise_pgd_is_pgd_on_the_fixed_chain(shipped_shortrun, digits):
     x, y = digits.x_test[:8], digits.y_test[:8]
     params = attack_params("fixed-noise-pgd", steps=3, noise_seed=5)
     torch.manual_seed(0)
-    adv = craft("fixed-noise-pgd", shipped_shortrun, x, y, [0.1], params=params)[0.1]
+    adv = craft("fixed-noise-pgd", target(shipped_shortrun), x, y, [0.1], params=params)[0.1]
     assert shipped_shortrun.noise_seed is None  # fresh noise again for evaluation
     with shipped_shortrun.fixed_noise(5):
         torch.manual_seed(0)
@@ -103,22 +103,53 @@ def test_transfer_crafts_on_the_source_and_needs_one(shipped_convnet, shipped_sh
     x, y = digits.x_test[:16], digits.y_test[:16]
     params = attack_params("transfer", steps=3)
     torch.manual_seed(0)
-    adv = craft("transfer", shipped_shortrun, x, y, [0.1], params=params,
-                companions={"convnet": shipped_convnet, "shortrun": shipped_shortrun})[0.1]
+    adv = craft("transfer", target(shipped_shortrun), x, y, [0.1], params=params,
+                companions={"convnet": target(shipped_convnet),
+                            "shortrun": target(shipped_shortrun)})[0.1]
     torch.manual_seed(0)
     expected = pgd(shipped_convnet, x, y, eps=0.1, steps=3, step_size=0.01)
     torch.testing.assert_close(adv, expected)
     with pytest.raises(ValueError, match="source"):
-        craft("transfer", shipped_shortrun, x, y, [0.1], params=params,
-              companions={"shortrun": shipped_shortrun})
-    assert backend_label(get_attack("transfer"), "torchattacks", params) == "robbench"
+        craft("transfer", target(shipped_shortrun), x, y, [0.1], params=params,
+              companions={"shortrun": target(shipped_shortrun)})
+    assert list(get_attack("transfer").backends) == ["robbench"]
 
 
 def test_run_grid_records_eot_and_loads_the_transfer_source(tmp_path):
     config = RunConfig(models=["shortrun"], attacks=["eot-pgd", "transfer"], eps=[0.1], n=8,
                        draws=2, params={"steps": 2, "eot": 2, "source_eot": 2})
-    _, summary = execute(config, tmp_path, quiet=True)
+    _, summary = run_in(config, tmp_path / "run")
     rows = summary.set_index("attack")
     assert rows.loc["eot-pgd", "eot"] == 2
     assert rows.loc["eot-pgd", "backend"] == "robbench"
     assert rows.loc["transfer", "n"] == 8
+
+
+def test_an_attack_without_its_hook_is_skipped_with_the_reason(tmp_path, digits):
+    """A random model without a latent or a fixed-noise hook: both attacks are rows saying
+    why they did not run, never silently missing or silently replaced."""
+    from robbench.models.zoo import LoadedModel
+    from robbench.records.store import MemoryStore
+    from robbench.runs.executor import execute
+
+    class Noisy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.linear((x + 0.1 * torch.randn_like(x)).flatten(1))
+
+    noisy = Noisy()
+    config = RunConfig(models=["noisy"], attacks=["latent-pgd", "fixed-noise-pgd"], eps=[0.1],
+                       draws=2, selection_draws=2, params={"steps": 1, "eot": 1})
+    summary = execute(config, {"noisy": LoadedModel("noisy", noisy, {"sha256": "x" * 64},
+                                                    "test")},
+                      digits.x_test[:6], digits.y_test[:6], MemoryStore(), quiet=True)
+    rows = summary.set_index("attack")
+    assert rows.loc["latent-pgd", "skipped"] == "no latent hook (infer or embed)"
+    assert rows.loc["fixed-noise-pgd", "skipped"] == "random model without a fixed_noise hook"
+    from robbench.report.tables import comparison_table
+
+    table = comparison_table(summary)
+    assert "skipped: no latent hook (infer or embed)" in table

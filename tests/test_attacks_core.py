@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ConfidentLinear
+from conftest import ConfidentLinear, accuracy_of, target
 
 from robbench.attacks.registry import attack_params, craft
 from robbench.attacks.threat_model import (
@@ -12,7 +12,6 @@ from robbench.attacks.threat_model import (
     check_threat_model,
     perturbation_norms,
 )
-from robbench.evaluation import predict_draws, robust_accuracy
 
 FAST = {"fgsm": {}, "pgd": {"steps": 3}, "pgd-l2": {"steps": 3}, "cw": {"steps": 5}}
 
@@ -23,7 +22,7 @@ def test_attacks_respect_their_threat_model(name, model_name, request, digits):
     model = request.getfixturevalue(model_name)
     x, y = digits.x_test[:16], digits.y_test[:16]
     eps = [0.05, 0.3] if name in ("fgsm", "pgd") else [0.5, 1.5]
-    adv = craft(name, model, x, y, eps, params=attack_params(name, **FAST[name]))
+    adv = craft(name, target(model), x, y, eps, params=attack_params(name, **FAST[name]))
     norm = "linf" if name in ("fgsm", "pgd") else "l2"
     for e, x_adv in adv.items():
         assert perturbation_norms(x, x_adv, norm).max() <= e + 1e-6
@@ -33,8 +32,8 @@ def test_attacks_respect_their_threat_model(name, model_name, request, digits):
 
 def test_pgd_eps_03_breaks_the_convnet(shipped_convnet, digits):
     x, y = digits.x_test[:200], digits.y_test[:200]
-    x_adv = craft("pgd", shipped_convnet, x, y, [0.3])[0.3]
-    _, acc = robust_accuracy(predict_draws(shipped_convnet, x_adv), y)
+    x_adv = craft("pgd", target(shipped_convnet), x, y, [0.3])[0.3]
+    acc = accuracy_of(shipped_convnet, x_adv, y)
     assert acc <= 0.02
 
 
@@ -49,15 +48,20 @@ def test_violations_raise_and_name_the_budget():
     check_threat_model(x, x + 0.1, "linf", 0.1)
 
 
+def broken_craft(target, x, y, eps, norm, params):
+    """A backend that returns examples outside the budget."""
+    return [x + 2 * e for e in eps]
+
+
 def test_craft_checks_what_a_backend_returns(tiny_convnet, digits, monkeypatch):
     from robbench.attacks import registry
 
     spec = registry.ATTACKS["fgsm"]
-    broken = {"torchattacks": lambda model, x, y, eps, norm, params: [x + 2 * e for e in eps]}
     monkeypatch.setitem(registry.ATTACKS, "fgsm", registry.AttackSpec(
-        spec.name, spec.norm, spec.description, spec.defaults, broken))
+        spec.name, spec.norm, spec.description, spec.defaults,
+        {"robbench": "test_attacks_core:broken_craft"}))
     with pytest.raises(ThreatModelViolation):
-        craft("fgsm", tiny_convnet, digits.x_test[:4], digits.y_test[:4], [0.1])
+        craft("fgsm", target(tiny_convnet), digits.x_test[:4], digits.y_test[:4], [0.1])
 
 
 def test_unknown_attack_settings_are_rejected():
@@ -75,7 +79,7 @@ def test_sign_and_direction_attacks_move_confident_examples(backend):
     for name, norm in (("fgsm", "linf"), ("pgd", "linf"), ("pgd-l2", "l2")):
         params = (None if name == "fgsm" else
                   attack_params(name, steps=3, step_size=0.05, random_start=False))
-        adv = craft(name, model, x, y, [0.1], backend=backend, params=params)[0.1]
+        adv = craft(name, target(model), x, y, [0.1], backend=backend, params=params)[0.1]
         assert (perturbation_norms(x, adv, norm) > 0.099).all(), (name, backend)
 
 
@@ -85,8 +89,8 @@ def test_pgd_l2_takes_the_same_steps_whatever_the_batch():
     x = torch.rand(64, 1, 4, 4) * 0.2 + 0.4
     y = torch.zeros(64, dtype=torch.long)
     params = attack_params("pgd-l2", steps=3, step_size=0.1, random_start=False)
-    whole = craft("pgd-l2", model, x, y, [1.0], params=params)[1.0]
-    halves = torch.cat([craft("pgd-l2", model, x[i:i + 32], y[i:i + 32], [1.0],
+    whole = craft("pgd-l2", target(model), x, y, [1.0], params=params)[1.0]
+    halves = torch.cat([craft("pgd-l2", target(model), x[i:i + 32], y[i:i + 32], [1.0],
                               params=params)[1.0] for i in (0, 32)])
     torch.testing.assert_close(whole, halves)
     assert torch.allclose((whole - x).flatten(1).norm(dim=1), torch.tensor(0.3), atol=1e-4)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from robbench.chains import chain_accuracy
 from robbench.cli import main
+from robbench.studies.chains import chain_accuracy
 
 
 def test_one_chain_is_the_same_for_every_combination(shipped_shortrun, digits):

@@ -15,7 +15,7 @@ from robbench.models.registry import (
     build_model,
     default_spec,
     find_checkpoint,
-    load_model,
+    load_zoo_model,
     override_spec,
     shipped_path,
     train_and_save,
@@ -74,7 +74,7 @@ def test_shipped_digits_checkpoints_load_and_match_their_defaults():
     for name in ("convnet", "shortrun"):
         spec = default_spec(name, "digits")
         assert find_checkpoint(spec) == shipped_path(spec)
-        model, card = load_model(name, "digits")
+        model, card = load_zoo_model(name, "digits")
         assert card["clean_test_accuracy"] >= 0.94
         assert card["command"].startswith("robbench train")
         assert model.config == spec.model
@@ -84,7 +84,7 @@ def test_overridden_spec_is_trained_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path))
     spec = override_spec(default_spec("convnet", "digits"), epochs=1, width=4, latent=4)
     assert find_checkpoint(spec) is None
-    model, card = load_model("convnet", "digits", spec=spec, quiet=True)
+    model, card = load_zoo_model("convnet", "digits", spec=spec, quiet=True)
     cached = find_checkpoint(spec)
     assert cached is not None and cached.parent == tmp_path
     assert 0.0 <= card["clean_test_accuracy"] <= 1.0
@@ -96,14 +96,14 @@ def test_a_model_cached_by_older_training_code_is_retrained(tmp_path, monkeypatc
     that spec now trains: it is not reused, and training writes over it."""
     monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path))
     spec = override_spec(default_spec("convnet", "digits"), epochs=1, width=4, latent=4)
-    _, card = load_model("convnet", "digits", spec=spec, quiet=True)
+    _, card = load_zoo_model("convnet", "digits", spec=spec, quiet=True)
     assert card["training_revision"] == TRAINING_REVISION
     cached = find_checkpoint(spec)
     old_card = json.loads(cached.with_suffix(".json").read_text())
     del old_card["training_revision"]  # as robbench wrote cards before it kept one
     cached.with_suffix(".json").write_text(json.dumps(old_card))
     assert find_checkpoint(spec) is None
-    _, retrained = load_model("convnet", "digits", spec=spec, quiet=True)
+    _, retrained = load_zoo_model("convnet", "digits", spec=spec, quiet=True)
     assert retrained["training_revision"] == TRAINING_REVISION
     assert retrained["sha256"] == card["sha256"] and find_checkpoint(spec) == cached
 
@@ -152,6 +152,6 @@ def test_the_shipped_digits_checkpoints_retrain_from_their_cards(tmp_path, model
     assert argv[0] == "robbench"
     out = tmp_path / "retrained.safetensors"
     argv[argv.index("--out") + 1] = str(out)
-    subprocess.run([sys.executable, "-m", "robbench.cli", *argv[1:]], check=True,
+    subprocess.run([sys.executable, "-m", "robbench", *argv[1:]], check=True,
                    capture_output=True)
     assert json.loads(out.with_suffix(".json").read_text())["sha256"] == card["sha256"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from robbench.cli import main
-from robbench.run_grid import SUMMARY_COLUMNS
+from robbench.records.store import SUMMARY_COLUMNS
 
 
 def test_run_end_to_end_on_a_small_subset(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_run_end_to_end_on_a_small_subset(tmp_path, capsys):
         (["run", "--eps", "abc"], "eps 'abc'"),
         (["run", "--eps", "-0.1"], "positive"),
         (["run", "--attack", "nope"], "attack 'nope' is unknown; allowed: fgsm"),
-        (["run", "--models", "resnet"], "model 'resnet' is unknown; allowed: convnet"),
+        (["run", "--model", "resnet"], "model 'resnet' is unknown; allowed: convnet"),
         (["run", "--kappa", "1"], "'kappa' applies to none of pgd"),
         (["run", "--device", "tpu"], "device 'tpu' is unknown; allowed: auto, cpu, cuda"),
         (["run", "--resume", "no-such-run"], "no-such-run"),
@@ -51,7 +51,7 @@ def test_bad_values_give_one_line_errors(args, message, tmp_path, capsys):
 
 
 def test_argparse_errors_exit_non_zero_in_a_subprocess():
-    result = subprocess.run([sys.executable, "-m", "robbench.cli", "run", "--n", "0"],
+    result = subprocess.run([sys.executable, "-m", "robbench", "run", "--n", "0"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--n: '0' must be >= 1" in result.stderr
 
@@ -72,8 +72,8 @@ def test_rows_record_the_backend_and_eot_that_actually_ran(tmp_path):
     params = json.loads((run_dir / "config.json").read_text())["attack_params"]["pgd"]
     assert params["max_batch"] == 16 and params["eot"] == 3
     rows = pd.read_csv(run_dir / "summary.csv").set_index(["model", "attack"])
-    # EOT is meaningless for the deterministic ConvNet: torchattacks' PGD ran, one draw.
-    assert rows.loc[("convnet", "pgd"), ["backend", "eot"]].tolist() == ["torchattacks", 1]
+    # EOT is meaningless for the deterministic ConvNet: one draw.
+    assert rows.loc[("convnet", "pgd"), ["backend", "eot"]].tolist() == ["robbench", 1]
     assert rows.loc[("shortrun", "pgd"), ["backend", "eot"]].tolist() == ["robbench", 3]
 
 
@@ -94,12 +94,12 @@ def test_train_applies_every_given_setting(tmp_path, capsys):
 def test_out_of_gpu_memory_is_one_line_naming_the_remedies(monkeypatch, capsys, tmp_path):
     import torch
 
-    from robbench import cli
+    from robbench.cli import run_commands
 
-    def exhausted(args):
+    def exhausted(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB\nmore")
 
-    monkeypatch.setattr(cli, "cmd_run", exhausted)
+    monkeypatch.setattr(run_commands, "run_named", exhausted)
     assert main(["run", "--attack", "eot-pgd", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

@@ -7,7 +7,10 @@ import gzip
 import numpy as np
 import pytest
 
-from robbench.datasets import DataNotFoundError, load_dataset, load_idx_dataset, read_idx
+from robbench.data import dataset as dataset_module
+from robbench.data import download as download_module
+from robbench.data.datasets import DataNotFoundError, load_dataset
+from robbench.data.idx import candidate_dirs, load_idx_dataset, read_idx
 
 
 def test_digits_split_is_fixed_and_scaled(digits):
@@ -39,19 +42,19 @@ def _fake_mnist(directory, gz):
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_are_read_gzipped_or_not(tmp_path, gz):
     _fake_mnist(tmp_path / "mnist", gz)
-    data = load_idx_dataset("mnist", tmp_path, download=False)
+    data = load_idx_dataset("mnist", tmp_path, allow_download=False)
     assert data.x_train.shape == (12, 1, 28, 28) and data.x_test.shape == (5, 1, 28, 28)
     assert 0 <= data.x_train.min() and data.x_train.max() <= 1
 
 
 def test_torchvision_layout_is_found(tmp_path):
     _fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
-    assert len(load_idx_dataset("fashion-mnist", tmp_path, download=False).y_test) == 5
+    assert len(load_idx_dataset("fashion-mnist", tmp_path, allow_download=False).y_test) == 5
 
 
 def test_missing_files_name_the_directories_searched(tmp_path):
     with pytest.raises(DataNotFoundError, match=str(tmp_path)) as info:
-        load_idx_dataset("mnist", tmp_path, download=False)
+        load_idx_dataset("mnist", tmp_path, allow_download=False)
     assert "--data-dir" in str(info.value) and "\n" not in str(info.value)
 
 
@@ -65,3 +68,37 @@ def test_truncated_idx_is_refused(tmp_path):
 def test_unknown_dataset_is_rejected():
     with pytest.raises(ValueError, match="allowed: digits"):
         load_dataset("imagenet")
+
+
+def test_fashion_mnist_is_found_where_the_debian_package_installs_it(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    _fake_mnist(system, gz=True)
+    monkeypatch.setitem(dataset_module.SYSTEM_DIRS, "fashion-mnist", (system,))
+    monkeypatch.setattr("robbench.data.idx.SYSTEM_DIRS", dataset_module.SYSTEM_DIRS)
+    empty = tmp_path / "data"
+    assert candidate_dirs("fashion-mnist", empty)[-1] == system
+    assert len(load_idx_dataset("fashion-mnist", empty, allow_download=False).y_train) == 12
+
+
+def test_missing_fashion_mnist_names_the_apt_package(tmp_path, monkeypatch):
+    monkeypatch.setattr("robbench.data.idx.SYSTEM_DIRS", {"fashion-mnist": (tmp_path / "no",)})
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_idx_dataset("fashion-mnist", tmp_path, allow_download=False)
+
+
+def test_download_checks_each_file_against_its_md5(tmp_path, monkeypatch):
+    """The standard-library fallback: files fetched from a mirror (here a file:// one) are kept
+    only with the right MD5, and a wrong one leaves nothing behind."""
+    mirror = tmp_path / "mirror"
+    _fake_mnist(mirror, gz=True)
+    sums = {p.name: download_module.md5_file(p) for p in mirror.iterdir()}
+    monkeypatch.setitem(download_module.MIRRORS, "mnist", (mirror.as_uri() + "/",))
+    monkeypatch.setitem(download_module.FILES, "mnist", sums)
+    data = load_idx_dataset("mnist", tmp_path / "data")
+    assert len(data.y_test) == 5 and (tmp_path / "data" / "mnist").is_dir()
+    bad = {**sums, "t10k-labels-idx1-ubyte.gz": "0" * 32}
+    monkeypatch.setitem(download_module.FILES, "mnist", bad)
+    with pytest.raises(DataNotFoundError):
+        load_idx_dataset("mnist", tmp_path / "other")
+    assert not (tmp_path / "other" / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not list((tmp_path / "other").rglob("*.part"))

@@ -1,34 +1,55 @@
-"""Gradient-masking diagnostics: every check is a row with a status; the CLI writes the report."""
+"""Gradient-masking diagnostics: every check is a row with a status, on any model; the CLI
+writes the report."""
 
 from __future__ import annotations
 
 import pandas as pd
+import torch
+from conftest import target
 
-from robbench.attacks.diagnostics import (
-    DiagnoseConfig,
-    format_table,
-    run_diagnostics,
-    write_report,
-)
 from robbench.cli import main
+from robbench.models.zoo import LoadedModel
+from robbench.report.diagnostics_table import format_table
+from robbench.studies.diagnostics import DiagnoseConfig, run_diagnostics
+from robbench.studies.diagnostics_report import write_report
 
 CHECKS = {"clean accuracy", "accuracy vs eps", "non-increasing in eps",
           "large eps reaches <= 5%", "convergence: steps", "convergence: EOT draws",
-          "not stronger than white-box", "worst case", "gradient not vanishing"}
+          "EOT by convergence", "not stronger than white-box", "worst case",
+          "gradient not vanishing"}
 
 
-def test_diagnostics_report_every_check(tiny_convnet, tiny_shortrun, tmp_path):
-    frame = run_diagnostics("shortrun", config=DiagnoseConfig.quick(), quiet=True,
-                            models={"convnet": tiny_convnet, "shortrun": tiny_shortrun})
+def test_diagnostics_report_every_check(tiny_convnet, tiny_shortrun, digits, tmp_path):
+    frame = run_diagnostics(target(tiny_shortrun), digits.x_test, digits.y_test,
+                            source=target(tiny_convnet), config=DiagnoseConfig.quick(),
+                            quiet=True)
     assert set(frame["check"]) == CHECKS
     assert set(frame["status"]) <= {"PASS", "FAIL", "INFO"}
     compared = frame[frame["check"] == "not stronger than white-box"]
     assert set(compared["attack"]) == {"square", "transfer", "latent-pgd", "fixed-noise-pgd"}
     swept = frame[frame["check"] == "accuracy vs eps"]
     assert list(swept["eps"]) == sorted(swept["eps"]) and 1.0 in set(swept["eps"])
+    chosen = frame[frame["check"] == "EOT by convergence"]["detail"].item()
+    assert chosen.startswith("chosen M = ")
     out = write_report(frame, tmp_path / "diag", {"model": "tiny"})
     assert pd.read_csv(out / "diagnostics.csv").shape[0] == len(frame)
     assert "gradient not vanishing" in (out / "diagnostics.md").read_text()
+
+
+def test_a_deterministic_model_without_hooks_or_source_gets_every_row_it_can(digits):
+    """A parameter-free model: no EOT ladder (one pass is exact), transfer skipped for want of
+    a source, latent-pgd skipped for want of a hook, each with its reason."""
+
+    class Threshold(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([x.mean((1, 2, 3)) * k for k in range(10)], 1)
+
+    frame = run_diagnostics(target(Threshold()), digits.x_test, digits.y_test,
+                            config=DiagnoseConfig.quick(), quiet=True)
+    assert "convergence: EOT draws" not in set(frame["check"])
+    skipped = frame[frame["detail"].str.startswith("skipped")].set_index("attack")["detail"]
+    assert skipped.to_dict() == {"transfer": "skipped: no transfer source model",
+                                 "latent-pgd": "skipped: no latent hook (infer or embed)"}
 
 
 def test_a_failed_check_is_loud(tmp_path):
@@ -41,10 +62,16 @@ def test_a_failed_check_is_loud(tmp_path):
 
 
 def test_cli_diagnose_quick(tiny_convnet, tiny_shortrun, tmp_path, capsys, monkeypatch):
-    import robbench.models.registry as registry
+    from robbench.runs import named
+    from robbench.studies import diagnostics_report
 
     tiny = {"convnet": tiny_convnet, "shortrun": tiny_shortrun}
-    monkeypatch.setattr(registry, "load_model", lambda name, *a, **k: (tiny[name], {}))
+
+    def load(name, *args, **kwargs):
+        return LoadedModel(name, tiny[name], {"name": name, "sha256": name * 8}, "test")
+
+    monkeypatch.setattr(named, "load_named_model", load)
+    monkeypatch.setattr(diagnostics_report, "load_named_model", load)
     rc = main(["diagnose", "--model", "shortrun", "--quick", "--n", "8", "--out",
                str(tmp_path / "d"), "--quiet", "--device", "cpu"])
     assert rc == 0

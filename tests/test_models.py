@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_config
 from torch import nn
 
-from robbench.models.registry import build_model
+from robbench.models.build import build_model
 from robbench.models.shortrun import draw_langevin_noise, langevin_infer
 
 

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from robbench.perf import PerfSettings, perf_markdown, run_perf
+from robbench.perf.chain import PerfSettings, perf_markdown, run_perf
 
 TINY = PerfSettings(dataset="digits", attack_examples=8, attack_batch=8, eot=2, steps=1,
                     train_examples=64, train_batch=32, inference_examples=64,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_in
 
 from robbench.cli import main
-from robbench.plots import MODEL_COLORS, model_color, plot_accuracy_vs_eps
-from robbench.run_grid import RunConfig, execute
+from robbench.report.figure_style import MODEL_COLORS, model_color
+from robbench.report.plots import plot_accuracy_vs_eps
+from robbench.runs.config import RunConfig
 
 KINDS = ("accuracy_vs_eps", "adversarial_examples", "samples", "langevin_trajectory")
 
@@ -17,7 +19,7 @@ KINDS = ("accuracy_vs_eps", "adversarial_examples", "samples", "langevin_traject
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = RunConfig(models=["convnet", "shortrun"], attacks=["fgsm"], eps=[0.1, 0.2], n=16,
                        draws=2)
-    run_dir, _ = execute(config, tmp_path_factory.mktemp("runs"), quiet=True)
+    run_dir, _ = run_in(config, tmp_path_factory.mktemp("runs") / "run")
     return run_dir
 
 
@@ -31,7 +33,7 @@ def test_plot_writes_every_figure_as_png_and_svg(tiny_run: Path, tmp_path: Path,
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
         assert "<svg" in svg.read_text()[:2000]
     accuracy = (out / "accuracy_vs_eps.svg").read_text()
-    for text in ("Robust accuracy vs eps", "robust accuracy (95% Wilson interval)",
+    for text in ("Robust accuracy vs eps", "robust accuracy (95% interval)",
                  "ConvNet - fgsm", "Short Run - fgsm", MODEL_COLORS["shortrun"]):
         assert text in accuracy
     examples = (out / "adversarial_examples.svg").read_text()
@@ -44,8 +46,8 @@ def test_plot_writes_every_figure_as_png_and_svg(tiny_run: Path, tmp_path: Path,
 def test_plot_merges_runs_and_keeps_model_colours(tiny_run: Path, tmp_path: Path) -> None:
     import pandas as pd
 
-    from robbench.run_grid import read_summary
-    from robbench.tables import worst_case_frame
+    from robbench.records.store import read_summary
+    from robbench.report.worst_case import worst_case_frame
 
     summary = pd.concat([read_summary(tiny_run)] * 2, ignore_index=True)
     written = plot_accuracy_vs_eps(summary, tmp_path, worst_case_frame([tiny_run, tiny_run]))
@@ -63,7 +65,7 @@ def test_plot_rejects_a_non_run(tmp_path: Path, capsys: pytest.CaptureFixture) -
 
 
 def test_a_redrawn_figure_is_byte_identical(tiny_run: Path, tmp_path: Path) -> None:
-    from robbench.run_grid import read_summary
+    from robbench.records.store import read_summary
 
     summary = read_summary(tiny_run)
     (tmp_path / "a").mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from robbench.readme_sync import sync_readme
+from robbench.report.readme_sync import sync_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 

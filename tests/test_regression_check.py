@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from robbench import regression_check as rc
 from robbench.cli import main
-from robbench.run_grid import RunConfig
+from robbench.runs.config import RunConfig
+from robbench.studies import regression_check as rc
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [RunConfig(models=["convnet", "shortrun"], attacks=["fgsm"], eps=[0.1, 0.2], n=40,
@@ -28,7 +28,8 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _doctor(src: Path, dst: Path, model: str, attack: str, eps: float, delta: float) -> float:
     doc = json.loads(src.read_text())
     for cell in doc["cells"]:
-        if (cell["model"], cell["attack"], cell["eps"]) == (model, attack, eps):
+        if (cell["model"], cell["attack"], cell["eps"], cell["metric"]) == (model, attack, eps,
+                                                                             "expected"):
             moved = cell["expected"] + delta if cell["expected"] + delta <= 1 else \
                 cell["expected"] - delta
             cell["expected"] = round(moved, 6)
@@ -40,8 +41,9 @@ def _doctor(src: Path, dst: Path, model: str, attack: str, eps: float, delta: fl
 def test_baseline_is_generated_with_settings_and_tolerances(pinned: Path) -> None:
     doc = json.loads(pinned.read_text())
     assert doc["runs"] == [dataclasses.asdict(c) for c in TINY]
-    keys = {(c["model"], c["attack"], c["eps"]) for c in doc["cells"]}
-    assert keys == {(m, a, e) for m in ("convnet", "shortrun")
+    keys = {(c["model"], c["attack"], c["eps"], c["metric"]) for c in doc["cells"]}
+    metrics = {"convnet": ("expected",), "shortrun": ("expected", "majority", "all_draws")}
+    assert keys == {(m, a, e, metric) for m in ("convnet", "shortrun") for metric in metrics[m]
                     for a, e in (("none", 0.0), ("fgsm", 0.1), ("fgsm", 0.2))}
     for cell in doc["cells"]:
         assert cell["n"] == 40 and 0 <= cell["expected"] <= 1
@@ -70,18 +72,19 @@ def test_check_fails_on_doctored_baseline(pinned: Path, tmp_path: Path,
 def test_check_fails_on_weakened_model(pinned: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture) -> None:
     """The Short Run model with a single Langevin step (K = 1) instead of the trained K = 20."""
-    import robbench.run_grid as run_grid
-    from robbench.models.registry import build_model, load_model
+    from robbench.models.build import build_model
+    from robbench.models.zoo import load_named_model
+    from robbench.runs import named
 
     def weakened(name: str, dataset: str, **kw):
-        model, card = load_model(name, dataset, **kw)
+        loaded = load_named_model(name, dataset, **kw)
         if name != "shortrun":
-            return model, card
-        short = build_model(dataclasses.replace(model.config, langevin_steps=1))
-        short.load_state_dict(model.state_dict())
-        return short.eval(), card
+            return loaded
+        short = build_model(dataclasses.replace(loaded.module.config, langevin_steps=1))
+        short.load_state_dict(loaded.module.state_dict())
+        return dataclasses.replace(loaded, module=short.eval())
 
-    monkeypatch.setattr(run_grid, "load_model", weakened)
+    monkeypatch.setattr(named, "load_named_model", weakened)
     assert rc.check(pinned, echo=print) == 1
     out = capsys.readouterr().out
     regressed = [line for line in out.splitlines() if line.strip().startswith("regressed:")]
@@ -97,7 +100,7 @@ def test_update_changes_only_what_it_reports(pinned: Path, tmp_path: Path,
     assert rc.update(doctored, echo=lines.append) == 0
     changes = [line.strip() for line in lines if line.startswith("  ")]
     assert len(changes) == 1
-    assert changes[0].startswith(f"convnet fgsm eps=0.2: expected {moved} -> ")
+    assert changes[0].startswith(f"convnet fgsm eps=0.2 expected: expected {moved} -> ")
     assert doctored.read_bytes() == pinned.read_bytes()  # nothing else was touched
     assert main(["check", "--baseline", str(doctored), "--update", "--quiet"]) == 0
     assert "unchanged" in capsys.readouterr().out
@@ -107,11 +110,12 @@ def test_update_changes_only_what_it_reports(pinned: Path, tmp_path: Path,
 def test_diff_names_added_removed_and_changed_cells(pinned: Path) -> None:
     old = json.loads(pinned.read_text())
     new = json.loads(pinned.read_text())
+    clean = sum(c["attack"] == "none" for c in old["cells"])
     new["cells"] = [c for c in new["cells"] if c["attack"] != "none"]
     new["cells"][0]["tolerance"] = 0.5
     changes = rc.diff(old, new)
-    assert len(changes) == 3
-    assert sum(line.startswith("removed ") for line in changes) == 2
+    assert clean == 4 and len(changes) == clean + 1  # convnet: 1 metric, shortrun: 3
+    assert sum(line.startswith("removed ") for line in changes) == clean
     assert any("tolerance" in line and "-> 0.5" in line for line in changes)
     assert rc.diff(old, old) == []
 

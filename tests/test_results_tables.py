@@ -8,39 +8,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_in
 
 from robbench.cli import main
-from robbench.evaluation import robust_accuracy, wilson_interval
-from robbench.run_grid import RunConfig, execute, read_summary, write_cell
-from robbench.tables import (
-    WORST_CASE,
-    every_attack_rows,
-    results_frames,
-    results_table,
-    worst_case_frame,
-)
+from robbench.records.scoring import accuracy_fields, wilson_interval
+from robbench.records.store import DirectoryStore, read_summary
+from robbench.report.tables import results_frames, results_table
+from robbench.report.worst_case import WORST_CASE, every_attack_rows, worst_case_frame
+from robbench.runs.config import RunConfig
 
 
 def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[list[int]]],
-             labels: list[int]) -> Path:
-    """A run directory with hand-made per-example predictions (R draws x N) per cell."""
-    import torch
-
+             labels: list[int], selection: dict[tuple[str, str, float], list[list[int]]]
+             | None = None) -> Path:
+    """A run directory with hand-made per-example predictions (R draws x N) per cell, and
+    for cells named in ``selection`` their selection passes."""
     run = root / name
-    (run / "cells").mkdir(parents=True)
-    y = torch.tensor(labels)
+    store = DirectoryStore(run)
+    y = np.array(labels)
     for (model, attack, eps), pred in cells.items():
-        preds = torch.tensor(pred)
-        _, acc = robust_accuracy(preds, y)
-        low, high = wilson_interval(acc * len(y), len(y))
+        preds = np.array(pred)
         record = {"dataset": "digits", "model": model, "checkpoint": "x", "attack": attack,
-                  "backend": "torchattacks", "norm": "none" if attack == "none" else "linf",
+                  "backend": "robbench", "norm": "none" if attack == "none" else "linf",
                   "eps": eps, "steps": 1, "eot": 1, "draws": len(pred), "seed": 0,
-                  "n": len(y), "correct": acc * len(y), "accuracy": acc, "ci_low": low,
-                  "ci_high": high, "seconds": 0.0, "version": "test"}
-        write_cell(run / "cells", f"{model}__{attack}__{eps:g}", record,
-                   {"index": np.arange(len(y)), "label": y.numpy(), "pred": preds.numpy(),
-                    "norm": np.zeros(len(y), dtype=np.float32)})
+                  **accuracy_fields(preds, y), "seconds": 0.0, "version": "test"}
+        outcomes = {"index": np.arange(len(y)), "label": y, "pred": preds,
+                    "norm": np.zeros(len(y), dtype=np.float32)}
+        if selection and (model, attack, eps) in selection:
+            outcomes["sel_pred"] = np.array(selection[(model, attack, eps)])
+            record.update(scoring="disjoint", stochastic=True)
+        store.write_cell(f"{model}__{attack}__{eps:g}", record, outcomes)
     (run / "config.json").write_text(json.dumps({"config": {"dataset": "digits"}}))
     return run
 
@@ -129,7 +126,7 @@ def test_cli_table_writes_file_and_rejects_bad_values(runs: list[Path], tmp_path
 def test_table_from_a_tiny_real_run(tmp_path: Path) -> None:
     config = RunConfig(models=["convnet"], attacks=["fgsm", "pgd"], eps=[0.1], n=12, draws=1,
                        params={"steps": 2})
-    run_dir, _ = execute(config, tmp_path, quiet=True)
+    run_dir, _ = run_in(config, tmp_path / "run")
     text = results_table([run_dir], "md")
     rows = [line for line in text.splitlines() if line.startswith("| digits")]
     assert [r.split("|")[2].strip() for r in rows] == ["none", "fgsm", "pgd", WORST_CASE]
@@ -199,7 +196,7 @@ def test_an_attack_repeated_on_fewer_examples_adds_no_rows(runs: list[Path],
 
 def test_the_worst_case_summary_labels_what_each_row_leaves_out(runs: list[Path],
                                                                 tmp_path: Path) -> None:
-    from robbench.headline import worst_case_summary
+    from robbench.report.tables import worst_case_summary
 
     c = fake_run(tmp_path, "c", {("convnet", "square", 0.1): [[0, 9]],
                                  ("shortrun", "square", 0.1): [[0, 1], [0, 1]]}, [0, 1])

@@ -11,12 +11,12 @@ import torch
 from scipy.io import savemat
 
 from robbench.cli import main
-from robbench.datasets import DataNotFoundError, load_dataset
+from robbench.cli.presets import PRESETS
+from robbench.data.datasets import DataNotFoundError, load_dataset
 from robbench.models import registry
 from robbench.models.config import ModelConfig
 from robbench.models.convnet import ConvNet
 from robbench.models.shortrun import ShortRunClassifier
-from robbench.presets import PRESETS
 
 TINY_THESIS = dict(width=4, latent=6, head_hidden=(8, 6), langevin_steps=2)
 

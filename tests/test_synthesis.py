@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from robbench.cli import main
-from robbench.synthesis import frechet_distance
+from robbench.studies.synthesis import frechet_distance
 
 
 def test_frechet_distance_is_zero_for_equal_sets_and_grows_with_a_shift():

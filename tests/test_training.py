@@ -7,8 +7,8 @@ import torch
 from conftest import tiny_config
 from torch import nn
 
+from robbench.models.build import build_model
 from robbench.models.config import ModelSpec, TrainConfig
-from robbench.models.registry import build_model
 from robbench.models.training import select_subsets, subset_sizes, train_model
 
 

@@ -12,7 +12,7 @@ import torch
 from robbench.cli import main
 from robbench.models.registry import build_model, default_spec, override_spec
 from robbench.models.training import train_model
-from robbench.unlabelled import scaled_spec, unlabelled_study, write_study
+from robbench.studies.unlabelled import scaled_spec, unlabelled_study, write_study
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 COMMITTED_STUDIES = sorted(RESULTS.glob("**/unlabelled.csv"))
@@ -109,7 +109,7 @@ def test_bad_sizes_are_one_line_errors(capsys, tmp_path):
 
 
 def test_several_training_seeds_give_a_row_each_and_a_mean_and_spread(tmp_path):
-    from robbench.unlabelled import seed_summary, write_study
+    from robbench.studies.unlabelled import seed_summary, write_study
 
     fast = {"epochs": 1, "generative_epochs": 1, "discriminative_epochs": 1, "bptt_epochs": 1}
     frame = unlabelled_study("digits", [30], ["labels"], n_eval=20, draws=2, quiet=True,
@@ -131,7 +131,7 @@ def test_several_training_seeds_give_a_row_each_and_a_mean_and_spread(tmp_path):
 def test_paired_differences_subtract_the_same_seeds_row():
     import pandas as pd
 
-    from robbench.unlabelled import paired_differences
+    from robbench.studies.unlabelled import paired_differences
 
     rows = [("convnet", "-", s, 0.8, None) for s in (0, 1, 2)]
     rows += [("shortrun", 100, s, c, f) for s, c, f in ((0, 0.80, 60.0), (1, 0.90, 50.0),

@@ -1,0 +1,73 @@
+"""robbench's own attacks behind the registry's craft-function interface (the default backend).
+
+Each function takes (target, x, y, eps_list, norm, params) and returns one adversarial batch
+per eps. All run on robbench's engine: float64 losses, EOT draws folded into one batched pass
+through the model, the best iterate of a random model kept per example.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robbench.attacks.apgd import apgd as apgd_attack
+from robbench.attacks.autoattack import autoattack_rand as autoattack_rand_attack
+from robbench.attacks.cw import cw_l2
+from robbench.attacks.eot import LOSSES
+from robbench.attacks.pgd import pgd
+from robbench.attacks.square import square as square_attack
+from robbench.attacks.target import Target
+
+
+def pgd_steps(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """PGD (Madry et al. 2018) at L-inf or L2 with batched EOT and restarts."""
+    return [
+        pgd(target, x, y, eps=eps, norm=norm, steps=params["steps"],
+            step_size=params["step_size"], random_start=params.get("random_start", True),
+            eot=params.get("eot", 1), restarts=params.get("restarts", 1),
+            loss_fn=LOSSES[params.get("loss", "ce")], max_batch=params.get("max_batch"),
+            stochastic=target.stochastic)
+        for eps in eps_list
+    ]
+
+
+def fgsm(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps, no random start."""
+    return [
+        pgd(target, x, y, eps=eps, norm=norm, steps=1, step_size=eps, random_start=False,
+            eot=params.get("eot", 1), loss_fn=LOSSES[params.get("loss", "ce")],
+            max_batch=params.get("max_batch"))  # one step: no iterate to choose among
+        for eps in eps_list
+    ]
+
+
+def cw(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """Carlini & Wagner (2017) L2 with one constant c; robust at eps if no adversarial example
+    lies within it."""
+    return cw_l2(target, x, y, eps_list, c=params["c"], kappa=params["kappa"],
+                 steps=params["steps"], lr=params["lr"], eot=params.get("eot", 1),
+                 stochastic=target.stochastic, max_batch=params.get("max_batch"))
+
+
+def apgd(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """APGD (Croce & Hein 2020) with the CE or DLR loss, EOT draws in one batched pass."""
+    return [apgd_attack(target, x, y, eps=eps, norm=norm, steps=params["steps"],
+                        loss=params.get("loss", "ce"), eot=params.get("eot", 1),
+                        restarts=params.get("restarts", 1), stochastic=target.stochastic,
+                        max_batch=params.get("max_batch"))
+            for eps in eps_list]
+
+
+def autoattack_rand(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """AutoAttack's version for randomised defenses: APGD-CE, then APGD-DLR, EOT draws."""
+    return [autoattack_rand_attack(target, x, y, eps=eps, norm=norm, steps=params["steps"],
+                                   eot=params.get("eot", 20), stochastic=target.stochastic,
+                                   max_batch=params.get("max_batch"))
+            for eps in eps_list]
+
+
+def square(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
+    """Square (Andriushchenko et al. 2020): random search on loss queries only."""
+    return [square_attack(target, x, y, eps=eps, norm=norm, n_queries=params["n_queries"],
+                          eot=params.get("eot", 1), restarts=params.get("restarts", 1),
+                          stochastic=target.stochastic, max_batch=params.get("max_batch"))
+            for eps in eps_list]

@@ -1,0 +1,94 @@
+"""Option groups that several commands share: data and device, models, attack settings."""
+
+from __future__ import annotations
+
+import argparse
+
+from robbench.attacks.registry import BACKENDS, DEFAULT_BACKEND
+from robbench.cli.presets import PRESETS
+from robbench.cli.values import eot_value, nonnegative_float, positive_int
+from robbench.data.datasets import DATASETS
+from robbench.devices import DEVICES
+from robbench.models.config import MODEL_NAMES
+
+ATTACK_OPTIONS: dict[str, dict] = {
+    "--steps": dict(type=positive_int),
+    "--step-size": dict(type=nonnegative_float, dest="step_size"),
+    "--eot": dict(type=eot_value, help="noise draws per gradient (batched EOT), or 'auto': "
+                  "the draws are chosen by convergence on a calibration subset"),
+    "--restarts": dict(type=positive_int),
+    "--loss": dict(choices=("ce", "margin", "dlr")),
+    "--no-random-start": dict(dest="random_start", action="store_false", default=None),
+    "--c": dict(type=nonnegative_float, help="CW trade-off constant"),
+    "--kappa": dict(type=nonnegative_float, help="CW confidence"),
+    "--lr": dict(type=nonnegative_float, help="CW learning rate"),
+    "--n-queries": dict(type=positive_int, dest="n_queries"),
+    "--max-batch": dict(type=positive_int, dest="max_batch",
+                        help="rows (images x noise draws) per pass through the model; default "
+                             "on a CPU 2^19 pixels' worth (e.g. 668 rows of 28x28), on a GPU "
+                             "no cap"),
+}
+ATTACK_SETTINGS = tuple(o.get("dest", flag[2:]) for flag, o in ATTACK_OPTIONS.items())
+"""The attack parameters a user can override on the command line (``RunConfig.params`` keys)."""
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """--dataset, --data-dir, --device, --quiet."""
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the dataset's files (default: $ROBBENCH_DATA or "
+                        "~/.cache/robbench/data)")
+    p.add_argument("--device", default="auto", help=" | ".join(DEVICES))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_preset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="thesis: SVHN with the thesis's models, Ranger training, 10k labels, "
+                        "FGSM at eps 0.01-0.06 on its [-1, 1] scale, 1,000 test images")
+    p.set_defaults(preset_parser=p)
+
+
+def add_models(p: argparse.ArgumentParser, *, several: bool = True,
+               default: tuple[str, ...] = MODEL_NAMES) -> None:
+    """--model (a zoo name or PATH.py:FUNCTION[=NAME]), --checkpoint, --stochastic."""
+    p.add_argument("--model", action="append" if several else "store", dest="model",
+                   default=None, metavar="MODEL",
+                   help=f"a zoo name ({', '.join(MODEL_NAMES)}, or one an installed package "
+                        "registers) or a model in a file, PATH.py:FUNCTION[=NAME]"
+                        + (f"; repeatable (default: {' and '.join(default)})" if several
+                           else f" (default: {default[0]})"))
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]FILE",
+                   help="safetensors weights for a file model (NAME=FILE with several)")
+    p.set_defaults(model_default=list(default))
+
+
+def add_stochastic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stochastic", default="auto", choices=("auto", "true", "false"),
+                   help="auto: detect randomness (two passes on the same batch); true/false "
+                        "force a treatment (a random model forced false is still treated as "
+                        "random, with a warning)")
+
+
+def add_attack_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("attack settings (override the attack's defaults)")
+    for flag, options in ATTACK_OPTIONS.items():
+        g.add_argument(flag, **options)
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                   help="robbench's own attacks (default), or torchattacks / foolbox for the "
+                        "attacks they offer (extras robbench[torchattacks], robbench[foolbox])")
+
+
+def models_of(args: argparse.Namespace) -> list[str]:
+    """The model specs a command was given (its default if none)."""
+    given = args.model
+    if given is None:
+        return list(args.model_default)
+    return [given] if isinstance(given, str) else list(given)
+
+
+def stochastic_of(args: argparse.Namespace) -> str | bool:
+    return {"auto": "auto", "true": True, "false": False}[args.stochastic]

@@ -1,0 +1,120 @@
+"""``robbench train``, ``perf`` (the performance suite) and ``readme``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from robbench.cli.options import add_common, add_preset
+from robbench.cli.values import int_tuple, nonnegative_float, positive_int
+from robbench.devices import resolve_device
+from robbench.models.config import (
+    ACTIVATIONS,
+    MODEL_NAMES,
+    OBJECTIVES,
+    OPTIMIZERS,
+    ModelConfig,
+    TrainConfig,
+)
+from robbench.models.registry import cached_path, default_spec, override_spec, train_and_save
+from robbench.perf.memory import DEFAULT_CASES
+from robbench.perf.suite import PERF_SUITES, run_suite
+from robbench.report.readme_sync import sync_readme
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a zoo model and cache its checkpoint")
+    train.add_argument("--model", required=True, choices=MODEL_NAMES)
+    train.add_argument("--objective", choices=OBJECTIVES)
+    train.add_argument("--epochs", type=positive_int)
+    for stage in ("generative", "discriminative", "bptt"):
+        train.add_argument(f"--{stage}-epochs", type=int, dest=f"{stage}_epochs")
+    train.add_argument("--lr", type=nonnegative_float)
+    train.add_argument("--bptt-lr", type=nonnegative_float, dest="bptt_lr")
+    train.add_argument("--batch-size", type=positive_int, dest="batch_size")
+    train.add_argument("--recon-weight", type=nonnegative_float, dest="recon_weight")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--labels", type=positive_int, help="labelled training images")
+    train.add_argument("--unlabelled", type=positive_int,
+                       help="images for the generative stage (includes the labelled ones)")
+    train.add_argument("--width", type=positive_int)
+    train.add_argument("--latent", type=positive_int)
+    train.add_argument("--langevin-steps", type=positive_int, dest="langevin_steps")
+    train.add_argument("--step-size", type=nonnegative_float, dest="step_size")
+    train.add_argument("--sigma", type=nonnegative_float)
+    train.add_argument("--activation", choices=ACTIVATIONS)
+    train.add_argument("--head-hidden", type=int_tuple, dest="head_hidden",
+                       help="hidden widths of the classifier head, e.g. 64 or 140,80 ('' = linear)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--anneal-from", type=nonnegative_float, dest="anneal_from",
+                       help="fraction of each stage after which the lr decays on a cosine "
+                            "(1 = constant)")
+    train.add_argument("--out", default=None, help="checkpoint path (default: the cache)")
+    add_preset(train)
+    add_common(train)
+    train.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    fields = {f.name for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
+    spec = override_spec(default_spec(args.model, args.dataset),
+                         **{k: v for k, v in vars(args).items() if k in fields})
+    path = Path(args.out) if args.out else cached_path(spec)
+    _, card = train_and_save(spec, path, data_dir=args.data_dir,
+                             device=resolve_device(args.device), quiet=args.quiet,
+                             command=args.command_line)
+    print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
+          f"in {card['train_seconds']:.1f} s -> {path}")
+    return 0
+
+
+def add_perf(sub: argparse._SubParsersAction) -> None:
+    perf = sub.add_parser("perf", help="the performance suite: fast paths timed against their "
+                          "references, side by side in one run")
+    perf.add_argument("suite", choices=tuple(PERF_SUITES),
+                      help="; ".join(f"{k}: {v}" for k, v in PERF_SUITES.items()))
+    perf.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    perf.add_argument("--sizes", default="auto", choices=("auto", "full", "cpu"),
+                      help="chain: full = the GPU sizes (MNIST shape); cpu = a digits-sized "
+                      "smoke (auto: full on CUDA, cpu otherwise)")
+    perf.add_argument("--dataset", default=None, help="eot, memory: the model's dataset")
+    perf.add_argument("--data-dir", default=None, help="dataset files (as for run)")
+    perf.add_argument("--n", type=positive_int, default=None, help="test images timed")
+    perf.add_argument("--batch", type=positive_int, default=None, help="images per batch")
+    perf.add_argument("--eot", type=int_tuple, default=None, help="eot: comma-separated M")
+    perf.add_argument("--steps", type=positive_int, default=None, help="attack steps")
+    perf.add_argument("--repeats", type=positive_int, default=None)
+    perf.add_argument("--untrained", action="store_true",
+                      help="eot: time an untrained model of the dataset's size")
+    perf.add_argument("--cases", default=DEFAULT_CASES, help="memory: NxM:CAP,... cases")
+    perf.add_argument("--world-sizes", type=int_tuple, default=(1, 2), dest="world_sizes",
+                      help="scaling: process counts")
+    perf.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    perf.add_argument("--out", default="results/perf")
+    perf.set_defaults(func=cmd_perf)
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text = run_suite(args.suite, vars(args), resolve_device(args.device), args.command_line)
+    print(text, end="")
+    return 0
+
+
+def add_readme(sub: argparse._SubParsersAction) -> None:
+    readme = sub.add_parser("readme", help="refresh the README's and docs' blocks that quote "
+                            "generated results, and the generated CLI reference")
+    readme.add_argument("--file", default="README.md")
+    readme.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
+    readme.set_defaults(func=cmd_readme)
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    stale = sync_readme(Path(args.file), check=args.check)
+    for path in stale:
+        print(f"{'stale' if args.check else 'updated'}: {path}")
+    return 1 if args.check and stale else 0

@@ -1,0 +1,19 @@
+"""Which torch device a command runs on."""
+
+from __future__ import annotations
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` is CUDA when a GPU is visible, else the CPU; an unknown or unavailable device is
+    a ValueError naming what is allowed."""
+    if name not in DEVICES:
+        raise ValueError(f"device {name!r} is unknown; allowed: {', '.join(DEVICES)}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
+    return name

@@ -1,0 +1,1 @@
+"""The performance suite: fast paths timed against their references in one run."""

@@ -1,0 +1,1 @@
+"""Records of runs: the run store (cells, outcomes, partial batches) and scoring."""

@@ -1,0 +1,1 @@
+"""Reporting: comparison tables, the per-example worst case, figures, README blocks."""

@@ -1,0 +1,151 @@
+"""The per-example worst case over attacks, chosen on selection passes, scored on fresh ones.
+
+An example is robust only if it survives every attack run on it at that eps (as AutoAttack
+counts). For a random model each attack's outcome on an example is itself random: choosing,
+per example, the attack whose R scoring passes did worst and then reporting those same passes
+is selection on noise, biased low. So robbench scores every adversarial example of a random
+model twice, on independent passes: the worst case chooses per example the attack whose
+example did worst on its *selection* passes (R_sel; ties go to the first attack by name), and
+reports that attack's *evaluation* passes (R) under every metric (expected, majority,
+all-draws). Cells written before robbench kept selection passes choose on their evaluation
+passes: their rows say ``scoring = same-draws``. A deterministic model has one pass, and the
+rule is exactly "survives every attack".
+
+Where attacks at one eps ran on different numbers of examples there are three rows: every
+attack, on the examples they all covered; the attacks that covered the largest n, on those;
+and those same attacks on the first row's examples (``without`` names what a row leaves out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from robbench.records.scoring import METRICS, metric_fields, per_example
+from robbench.records.store import OLD_SCORING, SCORING, RunStore, open_runs, record_key
+
+WORST_CASE = "worst case"
+"""The ``attack`` label of the per-example worst case over every attack run at one eps."""
+
+WORST_CASE_COLUMNS = ["dataset", "model", "attack", "norm", "eps", "n", "correct", "accuracy",
+                      "ci_low", "ci_high", "majority", "majority_low", "majority_high",
+                      "all_draws", "all_draws_low", "all_draws_high", "draws", "stochastic",
+                      "scoring", "attacks", "without"]
+
+
+@dataclass
+class CellOutcomes:
+    """One attacked cell's per-example outcomes, as the worst case needs them."""
+
+    attack: str
+    index: np.ndarray  # test-image indices
+    correct: np.ndarray  # (R, N) evaluation passes correct
+    selection: np.ndarray  # (N,) score to choose on: selection passes, else evaluation ones
+    disjoint: bool  # the selection passes are independent of the evaluation ones
+
+
+def first_images(outcomes: dict[str, np.ndarray], first: int | None) -> dict[str, np.ndarray]:
+    """A cell's per-example outcomes restricted to test images with index below ``first``."""
+    if first is None:
+        return outcomes
+    keep = outcomes["index"] < first
+    out = {"index": outcomes["index"][keep], "label": outcomes["label"][keep],
+           "pred": outcomes["pred"][:, keep]}
+    if "sel_pred" in outcomes:
+        out["sel_pred"] = outcomes["sel_pred"][:, keep]
+    return out
+
+
+def cell_outcomes(attack: str, outcomes: dict[str, np.ndarray]) -> CellOutcomes:
+    correct = outcomes["pred"] == outcomes["label"][None]
+    if "sel_pred" in outcomes:
+        selection = (outcomes["sel_pred"] == outcomes["label"][None]).mean(0)
+        return CellOutcomes(attack, outcomes["index"], correct, selection, True)
+    # one pass (deterministic: exact) or an older cell scored once (same draws)
+    return CellOutcomes(attack, outcomes["index"], correct, correct.mean(0),
+                        correct.shape[0] == 1)
+
+
+def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[CellOutcomes]]:
+    groups: dict[tuple, list[CellOutcomes]] = {}
+    for run in runs:
+        for rec in run.records():
+            if rec["attack"] == "none" or rec.get("skipped"):
+                continue
+            key = (rec["dataset"], rec["model"], rec["norm"], float(rec["eps"]))
+            out = first_images(run.outcomes(record_key(rec)), first)
+            groups.setdefault(key, []).append(cell_outcomes(rec["attack"], out))
+    return groups
+
+
+def worst_case_scores(cells: Sequence[CellOutcomes], keep: Sequence[int],
+                      all_draws_at: Sequence[int] = ()) -> dict[str, np.ndarray]:
+    """Per example of ``keep`` (test-image indices): the chosen attack's evaluation scores
+    under every metric (and all-draws at each R in ``all_draws_at``)."""
+    ordered = sorted(cells, key=lambda c: c.attack)
+    positions = [{int(i): p for p, i in enumerate(c.index)} for c in ordered]
+    columns = {m: [] for m in METRICS} | {f"all_draws@{r}": [] for r in all_draws_at}
+    for i in keep:
+        sel = [c.selection[pos[i]] for c, pos in zip(ordered, positions, strict=True)]
+        chosen = int(np.argmin(sel))  # first minimum: ties to the first attack by name
+        correct = ordered[chosen].correct[:, positions[chosen][i]][:, None]
+        for metric in METRICS:
+            columns[metric].append(per_example(correct, metric)[0])
+        for r in all_draws_at:
+            columns[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) >= r
+                                             else np.nan)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+
+
+def _tiers(cells: list[CellOutcomes]) -> list[tuple[list[CellOutcomes], set[int] | None]]:
+    every = {c.attack for c in cells}
+    largest = max(len(c.index) for c in cells)
+    widest = [c for c in cells if len(c.index) == largest]
+    widest_attacks = {c.attack for c in widest}
+    smallest = set.intersection(*(set(c.index.tolist()) for c in cells))
+    if len(widest) == len(cells) or len(widest_attacks) == 1:
+        return [(cells, None)]  # one size, or the widest row would repeat one attack's own
+    if widest_attacks == every:
+        return [(widest, None)]  # the smaller cells repeat attacks that ran on more images
+    return [(cells, None), (widest, None), (widest, smallest)]
+
+
+def worst_case_frame(runs: Sequence[str | Path | RunStore], first: int | None = None,
+                     all_draws_at: Sequence[int] = ()) -> pd.DataFrame:
+    """Worst-case rows per (dataset, model, norm, eps) across every attack of ``runs``
+    (summary-style, attack = ``"worst case"``); ``first`` counts only the first test images,
+    ``all_draws_at`` adds all-draws columns at fewer passes (``all_draws@R``)."""
+    rows = []
+    for (dataset, model, norm, eps), cells in sorted(_groups(open_runs(runs), first).items()):
+        every = {c.attack for c in cells}
+        for tier, images in _tiers(cells):
+            common = set.intersection(*(set(c.index.tolist()) for c in tier))
+            keep = sorted(common if images is None else common & images)
+            scores = worst_case_scores(tier, keep, all_draws_at)
+            extra = {k: float(v.mean()) if len(v) else float("nan")
+                     for k, v in scores.items() if k.startswith("all_draws@")}
+            draws = min(c.correct.shape[0] for c in tier)
+            attacks = sorted({c.attack for c in tier})
+            rows.append({"dataset": dataset, "model": model, "attack": WORST_CASE, "norm": norm,
+                         "eps": eps, **metric_fields(scores), **extra, "draws": draws,
+                         "stochastic": max(c.correct.shape[0] for c in tier) > 1,
+                         "scoring": SCORING if all(c.disjoint for c in tier) else OLD_SCORING,
+                         "attacks": "+".join(attacks),
+                         "without": "+".join(sorted(every - set(attacks)))})
+    columns = WORST_CASE_COLUMNS + [f"all_draws@{r}" for r in all_draws_at]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def every_attack_rows(worst: pd.DataFrame) -> pd.DataFrame:
+    """Of :func:`worst_case_frame`'s rows, per (dataset, model, norm, eps) the one counting every
+    attack."""
+    return worst[worst["without"] == ""].reset_index(drop=True)
+
+
+def worst_case_label(without: str) -> str:
+    """The ``attack`` cell of a worst-case row in the merged table: what it leaves out, if any."""
+    return WORST_CASE if not without else f"{WORST_CASE} w/o {without}"

@@ -1,0 +1,1 @@
+"""Runs: what a run evaluates, its executor over model objects, per-batch seeding, sharding."""

@@ -1,0 +1,3 @@
+"""robbench's version, recorded in every result it writes."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,77 @@
+"""A user's model from a Python file: ``PATH.py:FUNCTION[=NAME]``, optionally with weights.
+
+The function builds the model (it is passed ``dataset=`` and ``device=`` if it takes them);
+weights from ``--checkpoint FILE.safetensors`` are loaded strictly into it. Records name the
+file as given and the SHA-256 of the weights, never an absolute path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from robbench.models.checkpoint_io import sha256_file
+from robbench.models.zoo import LoadedModel, call_factory, weights_sha256
+
+SPEC = re.compile(r"^(?P<path>[^:=]+\.py):(?P<function>[A-Za-z_]\w*)(?:=(?P<name>[\w.-]+))?$")
+
+
+def is_model_file(text: str) -> bool:
+    """Whether ``text`` names a model in a file (``PATH.py:FUNCTION[=NAME]``)."""
+    return bool(SPEC.match(text))
+
+
+def display_name(spec: str) -> str:
+    """The name a model spec is shown by: a zoo name as it is, a file model by
+    :func:`model_file_name`."""
+    return model_file_name(spec) if is_model_file(spec) else spec
+
+
+def model_file_name(text: str) -> str:
+    """The name a file model is shown by: NAME if given, else FUNCTION."""
+    match = SPEC.match(text)
+    if match is None:
+        raise ValueError(f"model {text!r} is not PATH.py:FUNCTION[=NAME]")
+    return match["name"] or match["function"]
+
+
+def load_model_file(text: str, dataset: str, *, device: str = "cpu",
+                    checkpoint: str | Path | None = None) -> LoadedModel:
+    """Build the model ``text`` names and load ``checkpoint`` into it if given."""
+    match = SPEC.match(text)
+    if match is None:
+        raise ValueError(f"model {text!r} is not PATH.py:FUNCTION[=NAME]")
+    path = Path(match["path"])
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    module_name = f"robbench_model_file_{digest[:16]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    code = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = code
+    spec.loader.exec_module(code)
+    factory = getattr(code, match["function"], None)
+    if not callable(factory):
+        raise ValueError(f"{path} has no function {match['function']!r}")
+    module = call_factory(factory, device, dataset=dataset)
+    source = f"{match['path']}:{match['function']} (sha256 {digest[:12]})"
+    if checkpoint is None:
+        return LoadedModel(model_file_name(text), module,
+                           {"name": f"{path.name}:{match['function']}",
+                            "sha256": weights_sha256(module)}, source)
+    weights = Path(checkpoint)
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint {str(weights)!r} does not exist")
+    try:
+        module.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"checkpoint {weights.name} does not fit {match['function']}: "
+                         f"{first}") from None
+    return LoadedModel(model_file_name(text), module,
+                       {"name": weights.name, "sha256": sha256_file(weights)}, source)
