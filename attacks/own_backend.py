@@ -19,13 +19,14 @@ from robbench.attacks.target import Target
 
 
 def pgd_steps(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """PGD (Madry et al. 2018) at L-inf or L2 with batched EOT and restarts."""
+    """PGD (Madry et al. 2018) at L-inf or L2 with batched EOT and restarts; on a random model
+    each example keeps its best iterate unless ``best_iterate`` is False."""
     return [
         pgd(target, x, y, eps=eps, norm=norm, steps=params["steps"],
             step_size=params["step_size"], random_start=params.get("random_start", True),
             eot=params.get("eot", 1), restarts=params.get("restarts", 1),
             loss_fn=LOSSES[params.get("loss", "ce")], max_batch=params.get("max_batch"),
-            stochastic=target.stochastic)
+            stochastic=target.stochastic and params.get("best_iterate", True))
         for eps in eps_list
     ]
 

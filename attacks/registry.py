@@ -50,7 +50,7 @@ def _on(*backends: str, function: str) -> dict[str, str]:
 
 
 _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restarts": 1,
-        "loss": "ce", "max_batch": None}
+        "loss": "ce", "max_batch": None, "best_iterate": True}
 _PGD_L2 = {**_PGD, "step_size": 0.1}
 _ALL = ("robbench", "torchattacks", "foolbox")
 _TWO = ("robbench", "torchattacks")

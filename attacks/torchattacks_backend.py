@@ -26,6 +26,8 @@ def _plain_pgd_only(params: dict[str, Any], what: str) -> None:
     if params.get("restarts", 1) > 1 or params.get("loss", "ce") != "ce":
         raise ValueError(f"torchattacks' {what} runs one restart on cross-entropy; use "
                          "--backend robbench for --restarts or --loss margin")
+    # torchattacks returns the last iterate: the best-iterate rule of robbench's engine does
+    # not apply to it (its results record the backend)
 
 
 def fgsm(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:

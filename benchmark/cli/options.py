@@ -19,6 +19,9 @@ ATTACK_OPTIONS: dict[str, dict] = {
     "--restarts": dict(type=positive_int),
     "--loss": dict(choices=("ce", "margin", "dlr")),
     "--no-random-start": dict(dest="random_start", action="store_false", default=None),
+    "--last-iterate": dict(dest="best_iterate", action="store_false", default=None,
+                           help="PGD on a random model returns its last iterate instead of "
+                                "each example's best (to measure what the best iterate adds)"),
     "--c": dict(type=nonnegative_float, help="CW trade-off constant"),
     "--kappa": dict(type=nonnegative_float, help="CW confidence"),
     "--lr": dict(type=nonnegative_float, help="CW learning rate"),

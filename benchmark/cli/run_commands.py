@@ -26,9 +26,10 @@ from robbench.cli.values import (
 from robbench.data.datasets import DATASETS
 from robbench.devices import resolve_device
 from robbench.models.model_file import display_name
+from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, find_runs
 from robbench.report.plots import make_plots
-from robbench.report.tables import FORMATS, comparison_table, results_table
+from robbench.report.tables import FORMATS, comparison_table, results_table, worst_case_markdown
 from robbench.runs.config import RunConfig
 from robbench.runs.distributed import launched_world
 from robbench.runs.named import run_models_listing, run_named, run_targets_and_images
@@ -117,12 +118,16 @@ def add_table(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--first", type=positive_int, default=None, metavar="N",
                        help="count only the first N test images of every run, so that attacks "
                             "run on different numbers of images compare on the same ones")
+    table.add_argument("--worst-case", action="store_true", dest="worst_case",
+                       help="only the clean and worst-case rows (a headline's worst_case.md)")
     table.set_defaults(func=cmd_table)
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    text = results_table(find_runs(args.runs, args.root), args.format, args.diagnostics,
-                         args.first)
+    runs = find_runs(args.runs, args.root)
+    text = (worst_case_markdown(runs) if args.worst_case else
+            results_table(runs, args.format, args.diagnostics, args.first,
+                          all_draws_at=ALL_DRAWS_AT))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

@@ -13,6 +13,7 @@ from robbench.perf.chain import PerfSettings, run_perf
 from robbench.perf.chain_report import perf_markdown
 from robbench.perf.eot import EotBenchmark, run_eot_benchmark
 from robbench.perf.memory import run_memory_benchmark
+from robbench.perf.scaling import run_scaling
 
 PERF_SUITES = {
     "chain": "the Langevin chain's fast path against plain autograd (EOT-PGD, BPTT epoch, "
@@ -21,6 +22,7 @@ PERF_SUITES = {
     "memory": "peak memory and time of one EOT gradient on a CPU per cap on rows per pass",
     "attacks": "robbench's EOT APGD and AutoAttack-rand against torchattacks' (digits Short "
                "Run classifier, CPU)",
+    "scaling": "the same cells sharded over 1, 2, ... processes (torch.distributed, gloo)",
 }
 
 
@@ -49,4 +51,7 @@ def run_suite(name: str, options: dict[str, Any], device: str, command: str) -> 
                          eot=(options.get("eot") or (8,))[0], repeats=options.get("repeats") or 2,
                          command=command)
         return (out / f"{ATTACKS_STEM}.md").read_text()
+    if name == "scaling":
+        run_scaling(out, tuple(options.get("world_sizes") or (1, 2)), command)
+        return (out / "scaling_cpu.md").read_text()
     raise ValueError(f"perf suite {name!r} is unknown; allowed: {', '.join(PERF_SUITES)}")

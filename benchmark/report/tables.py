@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robbench.records.scoring import METRIC_LABELS, accuracy_fields
+from robbench.records.scoring import ALL_DRAWS_AT, METRIC_LABELS, accuracy_fields
 from robbench.records.store import (
     SUMMARY_COLUMNS,
     DirectoryStore,
@@ -137,6 +137,8 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
     worst = worst.assign(label=worst["without"].map(worst_case_label))
     index = ["dataset", "label", "norm", "eps", "n", "attacks"]
     wide = worst[index].drop_duplicates().reset_index(drop=True)
+    scoring = worst.groupby(index)["scoring"].agg(lambda s: "same-draws" if (s == "same-draws")
+                                                   .any() else "disjoint")
     random = stochastic_models(worst)
     for model in sorted(worst["model"].unique()):
         rows = worst[worst["model"] == model].set_index(index)
@@ -144,6 +146,7 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
             cells = rows.apply(lambda r, f=fields: _cell(r, f), axis=1)
             keys = wide[index].itertuples(index=False)
             wide[column] = [cells.get(tuple(k), np.nan) for k in keys]
+    wide["scoring"] = [scoring[tuple(k)] for k in wide[index].itertuples(index=False)]
     return wide.rename(columns={"label": "attack"})
 
 
@@ -289,6 +292,12 @@ def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequ
     worst = worst.sort_values(["eps", "attack", "n"], kind="stable")
     models = [c for c in wide.columns if c not in
               ("dataset", "attack", "norm", "eps", "steps", "eot", "draws", "n")]
-    columns = ["attack", "norm", "eps", "n", *models, "attacks"]
-    summary = pd.concat([clean.assign(attacks="-"), worst], ignore_index=True)
+    columns = ["attack", "norm", "eps", "n", *models, "attacks", "scoring"]
+    summary = pd.concat([clean.assign(attacks="-", scoring="-"), worst], ignore_index=True)
     return summary[[c for c in columns if c in summary.columns]].rename(columns={"attack": "row"})
+
+
+def worst_case_markdown(runs: Sequence[str | Path | RunStore]) -> str:
+    """:func:`worst_case_summary` as Markdown, with all-draws at ``ALL_DRAWS_AT`` passes where
+    the runs have more (a headline's ``worst_case.md``)."""
+    return worst_case_summary(runs, ALL_DRAWS_AT).to_markdown(index=False) + "\n"

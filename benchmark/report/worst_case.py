@@ -96,7 +96,7 @@ def worst_case_scores(cells: Sequence[CellOutcomes], keep: Sequence[int],
         for metric in METRICS:
             columns[metric].append(per_example(correct, metric)[0])
         for r in all_draws_at:
-            columns[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) >= r
+            columns[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) > r
                                              else np.nan)
     return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 

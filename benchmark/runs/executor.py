@@ -22,6 +22,7 @@ from robbench.attacks.registry import (
     AUTO,
     check_backend,
     check_settings,
+    craft_function,
     effective_params,
     get_attack,
     params_for,
@@ -99,10 +100,10 @@ def execute(
 
 
 def _validate(config: RunConfig, models: Mapping[str, LoadedModel]) -> None:
-    for attack in config.attacks:
-        get_attack(attack)
     check_settings(config.attacks, config.params)
     check_backend(config.attacks, config.backend)
+    for attack in config.attacks:  # a backend that is not installed fails before any cell
+        craft_function(get_attack(attack), config.backend)
     names = [display_name(spec) for spec in config.models]
     if list(models) != names:
         raise ValueError(f"models {list(models)} do not match the config's {names}")

@@ -37,7 +37,7 @@ from robbench.models.zoo import LoadedModel
 from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, run_devices
 from robbench.report.plots import make_plots
-from robbench.report.tables import results_table, worst_case_summary
+from robbench.report.tables import results_table, worst_case_markdown
 from robbench.runs.config import RunConfig
 from robbench.runs.distributed import SINGLE, World, join_world
 from robbench.runs.executor import execute
@@ -45,6 +45,7 @@ from robbench.runs.named import load_models, test_split, transfer_sources
 from robbench.studies.diagnostics import DiagnoseConfig
 from robbench.studies.diagnostics_report import diagnose_loaded
 from robbench.version import __version__
+
 
 @dataclass(frozen=True)
 class HeadlineRun:
@@ -181,8 +182,7 @@ def write_headline_tables(stores: list[DirectoryStore], out: Path, diagnostics: 
                           results_table(stores, fmt, diagnostics, all_draws_at=ALL_DRAWS_AT))
     atomic_write_text(out / "accuracy.md",
                       results_table(stores, "md", all_draws_at=ALL_DRAWS_AT))
-    atomic_write_text(out / "worst_case.md",
-                      worst_case_summary(stores, ALL_DRAWS_AT).to_markdown(index=False) + "\n")
+    atomic_write_text(out / "worst_case.md", worst_case_markdown(stores))
 
 
 def run_targets(store: DirectoryStore, models: Mapping[str, LoadedModel]) -> dict[str, Target]:
