@@ -150,10 +150,9 @@ def evaluate(
     table`` and ``plot``); without it nothing is written. ``params`` overrides attack
     settings by name (``steps``, ``step_size``, ``n_queries``, ...), as on the command line.
     """
-    world, _ = join_world("cpu")
     x, y, name = _images(x, y, dataset, n, data_dir)
     models = _loaded(model)
-    run_device = model_device(next(iter(models.values())).module, device)
+    world, run_device = join_world(model_device(next(iter(models.values())).module, device))
     plan = _runs(attacks, eps, eot)
     check_settings([attack for attack, _, _ in plan], dict(params or {}))
     companions = _companions(models, plan, dataset, run_device, data_dir)

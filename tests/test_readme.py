@@ -1,4 +1,5 @@
-"""README blocks that quote generated results equal the files they quote."""
+"""The README and docs: blocks quoting generated results equal their files, the generated
+references match the parser and docstrings, and the README stays a five-minute read."""
 
 from __future__ import annotations
 
@@ -6,13 +7,37 @@ from pathlib import Path
 
 import pytest
 
-from robbench.report.readme_sync import sync_readme
+from robbench.cli import build_parser
+from robbench.cli.reference import write_references
+from robbench.report.readme_sync import documentation_pages, sync_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_quotes_current_results():
-    assert sync_readme(ROOT / "README.md", check=True) == []
+def test_every_page_quotes_current_results():
+    pages = documentation_pages(ROOT)
+    assert ROOT / "README.md" in pages and len(pages) >= 8
+    assert {str(p): sync_readme(p, check=True) for p in pages} == {str(p): [] for p in pages}
+
+
+def test_the_cli_and_api_references_are_generated_from_the_current_code():
+    assert write_references(ROOT / "docs", build_parser(), check=True) == []
+
+
+def test_the_readme_is_a_five_minute_read():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200
+    first = "\n".join(lines[:100])
+    for landmark in ("pip install", "python -m pytest", "robbench run", "robbench.evaluate",
+                     "<!-- BEGIN results/mnist/worst_case.md -->"):
+        assert landmark in first, landmark
+
+
+def test_no_page_refers_to_files_users_do_not_have():
+    pages = [*documentation_pages(ROOT), ROOT / "CHANGELOG.md"]
+    for page in pages:
+        text = page.read_text()
+        assert "DESIGN.md" not in text and "shared/seeds" not in text, page
 
 
 def test_sync_rewrites_a_stale_block_and_check_reports_it(tmp_path):

@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = "robbench " + shlex.join(argv)
+    args.parser = parser
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         apply_preset(args)

@@ -71,7 +71,8 @@ def cmd_headline(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / args.dataset
     record = run_headline_named(cfg, out, device=resolve_device(args.device),
                                 data_dir=args.data_dir, batch_size=args.batch_size,
-                                quiet=args.quiet)
+                                quiet=args.quiet,
+                                checkpoints=name_value_pairs(args.checkpoint, "--checkpoint"))
     if record is None:  # another rank of a torchrun job: rank 0 reports
         return 0
     print((out / "table.md").read_text(), end="")

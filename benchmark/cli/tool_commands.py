@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from robbench.cli.options import add_common, add_preset
+from robbench.cli.reference import write_references
 from robbench.cli.values import int_tuple, nonnegative_float, positive_int
 from robbench.devices import resolve_device
 from robbench.models.config import (
@@ -22,7 +23,7 @@ from robbench.models.config import (
 from robbench.models.registry import cached_path, default_spec, override_spec, train_and_save
 from robbench.perf.memory import DEFAULT_CASES
 from robbench.perf.suite import PERF_SUITES, run_suite
-from robbench.report.readme_sync import sync_readme
+from robbench.report.readme_sync import documentation_pages, sync_readme
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -106,15 +107,19 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def add_readme(sub: argparse._SubParsersAction) -> None:
-    readme = sub.add_parser("readme", help="refresh the README's and docs' blocks that quote "
-                            "generated results, and the generated CLI reference")
-    readme.add_argument("--file", default="README.md")
-    readme.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
+    readme = sub.add_parser("readme", help="refresh the blocks of README.md, docs/ and "
+                            "results/*/README.md that quote generated results, and the "
+                            "generated docs/cli.md and docs/api.md")
+    readme.add_argument("--root", default=".", help="the repository (default: here)")
+    readme.add_argument("--check", action="store_true", help="exit 1 if anything is stale")
     readme.set_defaults(func=cmd_readme)
 
 
 def cmd_readme(args: argparse.Namespace) -> int:
-    stale = sync_readme(Path(args.file), check=args.check)
-    for path in stale:
-        print(f"{'stale' if args.check else 'updated'}: {path}")
+    root = Path(args.root)
+    stale = [f"{page}: {block}" for page in documentation_pages(root)
+             for block in sync_readme(page, check=args.check)]
+    stale += write_references(root / "docs", args.parser, check=args.check)
+    for item in stale:
+        print(f"{'stale' if args.check else 'updated'}: {item}")
     return 1 if args.check and stale else 0

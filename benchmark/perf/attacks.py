@@ -121,25 +121,21 @@ def attack_speed(
 
 
 def attack_speed_markdown(result: dict) -> str:
-    """The result as a markdown table."""
+    """The result as a short Markdown table."""
     s = result["settings"]
     lines = [
-        "# EOT attack speed: robbench vs torchattacks (CPU)",
+        f"Digits Short Run classifier, first {s['n']} test images, L∞ ε = {s['eps']}, "
+        f"{s['steps']} steps, EOT {s['eot']}; best of {s['repeats']} alternating runs on "
+        f"{result['threads']} CPU thread(s); robust accuracy over {s['draws']} fresh passes:",
         "",
-        f"Digits Short Run classifier, first {s['n']} test images, L-inf eps {s['eps']}, "
-        f"{s['steps']} APGD steps, EOT {s['eot']}, one restart; best of {s['repeats']} "
-        f"alternating runs; {result['threads']} thread(s), torch {result['torch']}, "
-        f"torchattacks {result['torchattacks']}. Robust accuracy: mean over {s['draws']} fresh "
-        "forward passes.",
-        "",
-        "| attack | torchattacks (s) | robbench (s) | speedup | robust acc. torchattacks | "
-        "robust acc. robbench |",
+        "| attack | torchattacks | robbench | speed-up | accuracy left, torchattacks | "
+        "robbench |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         lines.append(
-            f"| {row['attack']} | {row['torchattacks_s']:.2f} | {row['robbench_s']:.2f} | "
-            f"{row['speedup']:.2f}x | {100 * row['torchattacks_robust_accuracy']:.1f}% | "
+            f"| {row['attack']} | {row['torchattacks_s']:.1f} s | {row['robbench_s']:.1f} s | "
+            f"{row['speedup']:.2f}× | {100 * row['torchattacks_robust_accuracy']:.1f}% | "
             f"{100 * row['robbench_robust_accuracy']:.1f}% |"
         )
     return "\n".join(lines) + "\n"

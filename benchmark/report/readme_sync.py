@@ -51,3 +51,12 @@ def sync_readme(readme: Path, check: bool = False) -> list[str]:
     if not check and new != text:
         atomic_write_bytes(readme, new.encode())
     return stale
+
+
+def documentation_pages(root: Path) -> list[Path]:
+    """The pages whose blocks quote generated files: README.md, docs/*.md and
+    results/*/README.md."""
+    root = Path(root)
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md")),
+             *sorted((root / "results").glob("*/README.md"))]
+    return [p for p in pages if p.is_file()]

@@ -110,6 +110,7 @@ def comparison_frame(summary: pd.DataFrame, all_draws_at: Sequence[int] = ()) ->
             cells = cells[~cells.index.duplicated()]
             keys = wide[INDEX].itertuples(index=False)
             wide[label] = [cells.get(tuple(k), np.nan) for k in keys]
+    wide = _drop_empty(wide, all_draws_at)
     wide["_order"] = (wide["attack"] != "none").astype(int)
     wide = wide.sort_values(["dataset", "_order", "attack", "eps"]).drop(columns="_order")
     return wide.reset_index(drop=True)
@@ -147,7 +148,14 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
             keys = wide[index].itertuples(index=False)
             wide[column] = [cells.get(tuple(k), np.nan) for k in keys]
     wide["scoring"] = [scoring[tuple(k)] for k in wide[index].itertuples(index=False)]
-    return wide.rename(columns={"label": "attack"})
+    return _drop_empty(wide, all_draws_at).rename(columns={"label": "attack"})
+
+
+def _drop_empty(wide: pd.DataFrame, all_draws_at: Sequence[int]) -> pd.DataFrame:
+    """Without the all-draws@R columns no row has a value in (no cell had more passes)."""
+    empty = [c for c in wide.columns if any(c.endswith(f"all-draws@{r}") for r in all_draws_at)
+             and wide[c].isin(["-"]).where(wide[c].notna(), True).all()]
+    return wide.drop(columns=empty)
 
 
 def first_images_summary(run: str | Path | RunStore, first: int) -> pd.DataFrame:

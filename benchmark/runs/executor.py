@@ -211,6 +211,7 @@ class _Run:
         outcomes.update(index=np.arange(len(self.y)), label=self.y.numpy(),
                         norm=np.zeros(len(self.y), dtype=np.float32))
         self._write(key, record, outcomes)
+        self.store.discard_batches(key)
 
     def attack_cells(self, name: str, attack: str) -> None:
         spec = get_attack(attack)
