@@ -43,7 +43,7 @@ def add_headline(sub: argparse._SubParsersAction) -> None:
     head.add_argument("--draws", type=positive_int, default=50,
                       help="fresh passes R scoring each example of a random model (all-draws "
                            "is also reported at R = 10)")
-    head.add_argument("--selection-draws", type=positive_int, default=10,
+    head.add_argument("--selection-draws", type=positive_int, default=50,
                       dest="selection_draws",
                       help="further passes used only to choose the per-example worst case")
     head.add_argument("--eot", type=eot_value, default=16,

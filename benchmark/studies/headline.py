@@ -86,7 +86,7 @@ class HeadlineConfig:
     n: int | None = None
     n_eot: int | None = 1000
     draws: int = 50
-    selection_draws: int = 10
+    selection_draws: int = 50
     eot: int | str = 16
     seed: int = 0
     attacks: tuple[str, ...] = HEADLINE_NAMES
