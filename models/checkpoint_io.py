@@ -5,7 +5,6 @@ Pickles are never loaded. Files are written atomically (temp file, then rename).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robbench.atomic_write import atomic_write_text
+from robbench.file_digest import file_digest
 from robbench.models.build import build_model
 from robbench.models.config import ModelSpec
 
@@ -26,11 +26,7 @@ class CheckpointError(RuntimeError):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def card_path(weights: Path) -> Path:

@@ -98,3 +98,17 @@ def test_bad_attack_sizes_are_one_line_errors(tmp_path, capsys, value, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_headline_run_is_what_robbench_run_writes(tmp_path):
+    """The headline's PGD run is `robbench run --attack pgd` with the same sizes and seed, so a
+    user reproduces a committed headline row with the one command."""
+    sizes = ["--n", "12", "--draws", "3", "--selection-draws", "3", "--quiet"]
+    assert main(["headline", "--attacks", "pgd", "--no-diagnostics",
+                 "--out", str(tmp_path / "h"), *sizes]) == 0
+    assert main(["run", "--attack", "pgd", "--run-dir", str(tmp_path / "r"), *sizes]) == 0
+    columns = ["model", "attack", "eps", "n", "correct", "accuracy", "majority", "all_draws"]
+    headline = pd.read_csv(tmp_path / "h" / "runs" / "pgd" / "summary.csv")[columns]
+    single = pd.read_csv(tmp_path / "r" / "summary.csv")[columns]
+    pd.testing.assert_frame_equal(headline, single)
+    assert len(single) == 8

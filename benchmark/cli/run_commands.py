@@ -125,7 +125,7 @@ def add_table(sub: argparse._SubParsersAction) -> None:
 
 def cmd_table(args: argparse.Namespace) -> int:
     runs = find_runs(args.runs, args.root)
-    text = (worst_case_markdown(runs) if args.worst_case else
+    text = (worst_case_markdown(runs, args.first) if args.worst_case else
             results_table(runs, args.format, args.diagnostics, args.first,
                           all_draws_at=ALL_DRAWS_AT))
     if args.out:

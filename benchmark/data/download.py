@@ -6,11 +6,12 @@ network, a changed file) leaves nothing behind and is reported as "not available
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+
+from robbench.file_digest import file_digest
 
 # The official files and their MD5 sums (those torchvision checks); mirrors in order of trial.
 MIRRORS: dict[str, tuple[str, ...]] = {
@@ -41,11 +42,7 @@ TIMEOUT_SECONDS = 30
 
 
 def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def fetch_file(urls: tuple[str, ...], name: str, md5: str, target: Path) -> None:

@@ -30,10 +30,13 @@ class Report:
 
     @property
     def summary(self) -> pd.DataFrame:
+        """One row per cell: the columns of summary.csv, every metric and its interval."""
         return pd.concat([run.summary() for run in self.runs], ignore_index=True)
 
     @property
     def worst_case(self) -> pd.DataFrame:
+        """Clean accuracy and the per-example worst case per norm and eps, models side by
+        side (a headline's worst_case.md)."""
         return worst_case_summary(self.runs, self.all_draws_at)
 
     def outcomes(self, model: str, attack: str, eps: float = 0.0) -> dict[str, np.ndarray]:

@@ -289,14 +289,15 @@ def _md_safe(frame: pd.DataFrame) -> pd.DataFrame:
         lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
 
 
-def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequence[int] = ()
-                       ) -> pd.DataFrame:
+def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequence[int] = (),
+                       first: int | None = None) -> pd.DataFrame:
     """Clean accuracy (largest n) and the per-example worst case per (norm, eps) of the runs,
-    every metric of a random model (all-draws at R and at ``all_draws_at``)."""
-    wide, _ = results_frames(runs, all_draws_at=all_draws_at)
+    every metric of a random model (all-draws at R and at ``all_draws_at``); ``first`` counts
+    only the first test images."""
+    wide, _ = results_frames(runs, first=first, all_draws_at=all_draws_at)
     clean = wide[wide.attack == "none"]
     clean = clean[clean.n == clean.n.max()].head(1).assign(attack="clean", eps="-")
-    worst = worst_case_wide(worst_case_frame(runs, all_draws_at=all_draws_at), all_draws_at)
+    worst = worst_case_wide(worst_case_frame(runs, first, all_draws_at), all_draws_at)
     worst = worst.sort_values(["eps", "attack", "n"], kind="stable")
     models = [c for c in wide.columns if c not in
               ("dataset", "attack", "norm", "eps", "steps", "eot", "draws", "n")]
@@ -305,7 +306,7 @@ def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequ
     return summary[[c for c in columns if c in summary.columns]].rename(columns={"attack": "row"})
 
 
-def worst_case_markdown(runs: Sequence[str | Path | RunStore]) -> str:
+def worst_case_markdown(runs: Sequence[str | Path | RunStore], first: int | None = None) -> str:
     """:func:`worst_case_summary` as Markdown, with all-draws at ``ALL_DRAWS_AT`` passes where
     the runs have more (a headline's ``worst_case.md``)."""
-    return worst_case_summary(runs, ALL_DRAWS_AT).to_markdown(index=False) + "\n"
+    return worst_case_summary(runs, ALL_DRAWS_AT, first).to_markdown(index=False) + "\n"
