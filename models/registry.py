@@ -25,7 +25,7 @@ _DATASET_SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion-mnist": (1, 28),
 _ARCH = {
     "digits": dict(width=32, latent=16, head_hidden=(64,), activation="mish", langevin_steps=20,
                    step_size=0.005, sigma=0.1),
-    # DESIGN.md's MNIST settings (d = 32, K = 20, delta = 0.005, sigma = 0.3) at width 32 with
+    # Fischer (2020)'s MNIST settings (d = 32, K = 20, delta = 0.005, sigma = 0.3) at width 32 with
     # the digits model's Mish and MLP head: trainable on a CPU (about an hour for the zoo).
     "mnist": dict(width=32, latent=32, head_hidden=(64,), activation="mish", langevin_steps=20,
                   step_size=0.005, sigma=0.3),

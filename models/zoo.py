@@ -49,7 +49,7 @@ def weights_sha256(module: nn.Module) -> str:
     checkpoint file names (a parameter-free module hashes its empty state)."""
     h = hashlib.sha256()
     for key, value in module.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
+        tensor = value.cpu().contiguous()  # state_dict() tensors are already detached
         h.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

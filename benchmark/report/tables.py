@@ -154,7 +154,7 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
 def _drop_empty(wide: pd.DataFrame, all_draws_at: Sequence[int]) -> pd.DataFrame:
     """Without the all-draws@R columns no row has a value in (no cell had more passes)."""
     empty = [c for c in wide.columns if any(c.endswith(f"all-draws@{r}") for r in all_draws_at)
-             and wide[c].isin(["-"]).where(wide[c].notna(), True).all()]
+             and (wide[c].isna() | (wide[c] == "-")).all()]
     return wide.drop(columns=empty)
 
 
