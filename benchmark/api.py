@@ -22,7 +22,7 @@ from torch import nn
 
 from robbench.attacks.registry import DEFAULT_BACKEND, check_settings, get_attack
 from robbench.data.datasets import Dataset, load_dataset
-from robbench.devices import resolve_device
+from robbench.devices import parameter_device, resolve_device
 from robbench.models.config import MODEL_NAMES
 from robbench.models.zoo import LoadedModel, load_named_model, weights_sha256
 from robbench.records.scoring import ALL_DRAWS_AT
@@ -51,9 +51,8 @@ def model_device(model: nn.Module, device: str = "auto") -> str:
     CUDA if available, else the CPU)."""
     if device != "auto":
         return resolve_device(device)
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return str(tensor.device)
-    return resolve_device("auto")
+    found = parameter_device(model)
+    return str(found) if found is not None else resolve_device("auto")
 
 
 def _loaded(models: nn.Module | Mapping[str, nn.Module]) -> dict[str, LoadedModel]:
@@ -67,7 +66,10 @@ def _loaded(models: nn.Module | Mapping[str, nn.Module]) -> dict[str, LoadedMode
 
 
 def _images(x, y, dataset: str | None, n: int | None, data_dir: str | None
-            ) -> tuple[torch.Tensor, torch.Tensor, str]:
+            ) -> tuple[torch.Tensor, torch.Tensor, str, int | None]:
+    """(images, labels, dataset name, number of classes: the dataset's, or None for images
+    given as tensors, whose models' logits then fix it)."""
+    classes = None
     if (x is None) != (y is None):
         raise ValueError("give both x and y (images and labels), or neither and a dataset")
     if x is None:
@@ -75,7 +77,7 @@ def _images(x, y, dataset: str | None, n: int | None, data_dir: str | None
             raise ValueError("give images x, y or a robbench dataset name (e.g. dataset="
                              "'digits')")
         data: Dataset = load_dataset(dataset, data_dir)
-        x, y = data.x_test, data.y_test
+        x, y, classes = data.x_test, data.y_test, data.classes
     x, y = torch.as_tensor(x).float().cpu(), torch.as_tensor(y).long().cpu()
     if x.dim() != 4 or len(x) != len(y):
         raise ValueError(f"x must be (N, C, H, W) with N = len(y); got {tuple(x.shape)} and "
@@ -84,7 +86,7 @@ def _images(x, y, dataset: str | None, n: int | None, data_dir: str | None
         raise ValueError(f"images must lie in [0, 1]; got min {float(x.min()):.3g}, max "
                          f"{float(x.max()):.3g}")
     n = len(x) if n is None else min(n, len(x))
-    return x[:n], y[:n], dataset or CUSTOM_DATA
+    return x[:n], y[:n], dataset or CUSTOM_DATA, classes
 
 
 def _runs(attacks: str | Sequence[str], eps: Sequence[float] | None, eot: int | str | None
@@ -150,13 +152,12 @@ def evaluate(
     table`` and ``plot``); without it nothing is written. ``params`` overrides attack
     settings by name (``steps``, ``step_size``, ``n_queries``, ...), as on the command line.
     """
-    x, y, name = _images(x, y, dataset, n, data_dir)
+    x, y, name, classes = _images(x, y, dataset, n, data_dir)
     models = _loaded(model)
     world, run_device = join_world(model_device(next(iter(models.values())).module, device))
     plan = _runs(attacks, eps, eot)
     check_settings([attack for attack, _, _ in plan], dict(params or {}))
     companions = _companions(models, plan, dataset, run_device, data_dir)
-    classes = int(y.max()) + 1
     stores: list[RunStore] = []
     for attack, budget, settings in plan:
         config = RunConfig(dataset=name, models=list(models), attacks=[attack], eps=budget,
@@ -164,7 +165,7 @@ def evaluate(
                            backend=backend, params=_settings(attack, {**settings,
                                                                       **(params or {})}))
         store = DirectoryStore(Path(out) / "runs" / attack) if out else MemoryStore()
-        execute(config, models, x, y, store, device=run_device, batch_size=batch_size or 500,
+        execute(config, models, x, y, store, device=run_device, batch_size=batch_size,
                 quiet=not progress, stochastic=stochastic, companions=companions,
                 classes=classes, world=world)
         stores.append(world.broadcast(store) if isinstance(store, MemoryStore) else store)
@@ -200,13 +201,13 @@ def diagnose(
     with PASS, FAIL or INFO. The transfer source is ``source``, else robbench's ConvNet of
     ``dataset``; without either that row says it was skipped."""
     cfg = config or DiagnoseConfig()
-    x, y, name = _images(x, y, dataset, n, data_dir)
+    x, y, name, classes = _images(x, y, dataset, n, data_dir)
     run_device = model_device(model, device)
     if source is None and name != CUSTOM_DATA:
         source = load_model("convnet", name, device=run_device, data_dir=data_dir)
     probe = x[:16].to(run_device)
-    classes = int(y.max()) + 1
     target = as_target(type(model).__name__, model, probe, classes, stochastic)
-    source_target = None if source is None else as_target("source", source, probe, classes)
+    source_target = None if source is None else as_target("source", source, probe,
+                                                          target.classes)
     return run_diagnostics(target, x, y, source=source_target, config=cfg, device=run_device,
                            quiet=quiet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -17,3 +18,10 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use cpu")
     return name
+
+
+def parameter_device(model: nn.Module) -> torch.device | None:
+    """Where ``model``'s first parameter or buffer lives; None for a parameter-free model."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return None

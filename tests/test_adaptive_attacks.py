@@ -87,6 +87,7 @@ def test_latent_pgd_pulls_the_latent_toward_another_class(shipped_convnet, digit
     assert after.mean() < 0.8 * before.mean()
 
 
+@pytest.mark.equivalence
 def test_fixed_noise_pgd_is_pgd_on_the_fixed_chain(shipped_shortrun, digits):
     x, y = digits.x_test[:8], digits.y_test[:8]
     params = attack_params("fixed-noise-pgd", steps=3, noise_seed=5)
@@ -99,6 +100,7 @@ def test_fixed_noise_pgd_is_pgd_on_the_fixed_chain(shipped_shortrun, digits):
     torch.testing.assert_close(adv, expected)
 
 
+@pytest.mark.equivalence
 def test_transfer_crafts_on_the_source_and_needs_one(shipped_convnet, shipped_shortrun, digits):
     x, y = digits.x_test[:16], digits.y_test[:16]
     params = attack_params("transfer", steps=3)

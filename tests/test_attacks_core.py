@@ -83,6 +83,7 @@ def test_sign_and_direction_attacks_move_confident_examples(backend):
         assert (perturbation_norms(x, adv, norm) > 0.099).all(), (name, backend)
 
 
+@pytest.mark.equivalence
 def test_pgd_l2_takes_the_same_steps_whatever_the_batch():
     """torchattacks averages the loss over the batch; tiny gradients must not shrink the step."""
     model = ConfidentLinear(margin=20.0)

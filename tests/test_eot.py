@@ -1,11 +1,19 @@
 """Batched EOT: the gradient of M draws folded into one batch equals the mean of M single-draw
-gradients with the same noise; EOT with M = 1 is plain (torchattacks) PGD given the same noise."""
+gradients with the same noise; EOT with M = 1 is plain (torchattacks) PGD given the same noise.
+
+Equivalences of two code paths (or two libraries) are computed in float64: there, rounding and
+the order of reductions (which differ between CPUs, BLAS kernels and thread counts) move a
+result by about 1e-15 relative, even through a 20-step Langevin chain that amplifies float32's
+rounding to 4e-5 on some CPUs, so a tolerance of 1e-6 can neither flake nor hide a difference in
+what is computed (one attack step moves pixels by 0.01-0.3)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import torch
 import torchattacks
 from conftest import ConfidentLinear, target
@@ -16,6 +24,16 @@ from robbench.attacks.pgd import pgd
 from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.threat_model import perturbation_norms
 from robbench.models.shortrun import draw_langevin_noise
+
+pytestmark = pytest.mark.equivalence
+
+F64 = dict(atol=1e-6, rtol=0)
+"""The tolerance of a float64 equivalence (see the module docstring)."""
+
+
+def float64(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy (the fixture stays as it is for the other tests)."""
+    return copy.deepcopy(model).double()
 
 
 def _single_draw_grad(model, x, y, noise, loss_fn):
@@ -37,7 +55,7 @@ def test_batched_eot_gradient_equals_mean_of_single_draws(tiny_shortrun, digits)
                    for i in range(m)]
         expected = torch.stack(singles).mean(0)
         assert expected.abs().max() > 1e-6  # a real gradient, not zeros on both sides
-        torch.testing.assert_close(grad, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(grad, expected, **F64)
 
 
 def test_eot_gradient_flows_through_every_langevin_step(tiny_shortrun, digits):
@@ -48,11 +66,11 @@ def test_eot_gradient_flows_through_every_langevin_step(tiny_shortrun, digits):
 
 
 def test_chunked_eot_equals_one_pass_on_a_deterministic_model(tiny_convnet, digits):
-    x, y = digits.x_test[:8], digits.y_test[:8]
-    loss_a, grad_a, _ = eot_loss_grad(tiny_convnet, x, y, eot=4)
-    loss_b, grad_b, _ = eot_loss_grad(tiny_convnet, x, y, eot=4, max_batch=16)  # 2 per pass
-    torch.testing.assert_close(loss_a, loss_b)
-    torch.testing.assert_close(grad_a, grad_b)
+    model, x, y = float64(tiny_convnet), digits.x_test[:8].double(), digits.y_test[:8]
+    loss_a, grad_a, _ = eot_loss_grad(model, x, y, eot=4)
+    loss_b, grad_b, _ = eot_loss_grad(model, x, y, eot=4, max_batch=16)  # 2 per pass
+    torch.testing.assert_close(loss_a, loss_b, **F64)
+    torch.testing.assert_close(grad_a, grad_b, **F64)
 
 
 @contextmanager
@@ -67,17 +85,17 @@ def count_rows(model: torch.nn.Module) -> Iterator[list[int]]:
 
 
 def test_examples_are_split_when_one_draw_of_the_batch_exceeds_the_cap(tiny_convnet, digits):
-    x, y = digits.x_test[:8], digits.y_test[:8]
+    model, x, y = float64(tiny_convnet), digits.x_test[:8].double(), digits.y_test[:8]
     for direction_only in (False, True):
-        loss_a, grad_a, fooled_a = eot_loss_grad(tiny_convnet, x, y, eot=2,
+        loss_a, grad_a, fooled_a = eot_loss_grad(model, x, y, eot=2,
                                                  direction_only=direction_only)
-        with count_rows(tiny_convnet) as rows:
-            loss_b, grad_b, fooled_b = eot_loss_grad(tiny_convnet, x, y, eot=2, max_batch=3,
+        with count_rows(model) as rows:
+            loss_b, grad_b, fooled_b = eot_loss_grad(model, x, y, eot=2, max_batch=3,
                                                      direction_only=direction_only)
         assert rows == [3, 3, 2, 3, 3, 2]
-        torch.testing.assert_close(loss_a, loss_b)
-        torch.testing.assert_close(grad_a, grad_b)
-        torch.testing.assert_close(fooled_a, fooled_b)
+        torch.testing.assert_close(loss_a, loss_b, **F64)
+        torch.testing.assert_close(grad_a, grad_b, **F64)
+        torch.testing.assert_close(fooled_a, fooled_b, **F64)
 
 
 def test_cpu_passes_are_capped_by_pixels_unless_max_batch_is_given(tiny_convnet, digits,
@@ -95,35 +113,37 @@ def test_cpu_passes_are_capped_by_pixels_unless_max_batch_is_given(tiny_convnet,
 
 
 def test_eot_1_equals_torchattacks_pgd_given_the_same_noise(shipped_shortrun, digits):
-    x, y = digits.x_test[:8], digits.y_test[:8]
-    with shipped_shortrun.fixed_noise(7):
+    model, x, y = float64(shipped_shortrun), digits.x_test[:8].double(), digits.y_test[:8]
+    with model.fixed_noise(7):
         torch.manual_seed(3)
-        expected = torchattacks.PGD(shipped_shortrun, eps=0.1, alpha=0.03, steps=3,
+        expected = torchattacks.PGD(model, eps=0.1, alpha=0.03, steps=3,
                                     random_start=True)(x, y)
         torch.manual_seed(3)
-        ours = pgd(shipped_shortrun, x, y, eps=0.1, steps=3, step_size=0.03, eot=1)
+        ours = pgd(model, x, y, eps=0.1, steps=3, step_size=0.03, eot=1)
         torch.manual_seed(3)
-        registry = craft("eot-pgd", target(shipped_shortrun), x, y, [0.1],
+        registry = craft("eot-pgd", target(model), x, y, [0.1],
                          params=attack_params("eot-pgd", eot=1, steps=3, step_size=0.03))[0.1]
-    assert shipped_shortrun.noise_seed is None
+    assert model.noise_seed is None
     assert not torch.equal(expected, x)
-    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(registry, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours, expected, **F64)
+    torch.testing.assert_close(registry, expected, **F64)
 
 
 def test_eot_pgd_l2_with_one_draw_equals_torchattacks_pgdl2(shipped_shortrun, digits):
     """The registered EOT-PGD-L2 is robbench's engine at L2; with one draw of a fixed chain it
-    takes torchattacks' PGDL2 steps (no random start, whose draws the two take differently)."""
-    x, y = digits.x_test[:8], digits.y_test[:8]
+    takes torchattacks' PGDL2 steps (no random start, whose draws the two take differently).
+    Besides rounding, torchattacks adds 1e-10 to the gradient's norm (relative 1e-10 / |g|,
+    about 3e-8 on these pixels after three steps), well inside the float64 tolerance."""
+    model, x, y = float64(shipped_shortrun), digits.x_test[:8].double(), digits.y_test[:8]
     spec = get_attack("eot-pgd-l2")
     params = attack_params("eot-pgd-l2", eot=1, steps=3, step_size=0.3, random_start=False)
-    with shipped_shortrun.fixed_noise(7):
-        expected = torchattacks.PGDL2(shipped_shortrun, eps=1.0, alpha=0.3, steps=3,
+    with model.fixed_noise(7):
+        expected = torchattacks.PGDL2(model, eps=1.0, alpha=0.3, steps=3,
                                       random_start=False)(x, y)
-        ours = craft("eot-pgd-l2", target(shipped_shortrun), x, y, [1.0], params=params)[1.0]
+        ours = craft("eot-pgd-l2", target(model), x, y, [1.0], params=params)[1.0]
     assert spec.norm == "l2" and "torchattacks" not in spec.backends
     assert not torch.equal(expected, x)
-    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours, expected, **F64)
 
 
 def test_restarts_keep_the_best_restart_per_example(tiny_convnet, digits):

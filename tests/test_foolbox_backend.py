@@ -11,6 +11,8 @@ from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.threat_model import perturbation_norms
 from robbench.cli import main
 
+pytestmark = pytest.mark.equivalence
+
 AGREEMENT = {"fgsm": [0.05, 0.1, 0.2, 0.3], "pgd": [0.05, 0.1, 0.2, 0.3],
              "pgd-l2": [0.5, 1.0]}
 SETTINGS = {"fgsm": {}, "pgd": {"steps": 10, "step_size": 0.03},

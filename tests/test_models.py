@@ -69,6 +69,7 @@ def test_input_gradient_flows_through_the_chain_and_depends_on_k(digits):
     assert not torch.allclose(grads[1], grads[6])
 
 
+@pytest.mark.equivalence
 def test_input_gradient_matches_finite_differences(digits):
     torch.manual_seed(0)
     model = build_model(tiny_config("shortrun")).double().eval()
@@ -98,10 +99,11 @@ def test_non_differentiable_inference_cuts_the_graph(tiny_shortrun, digits):
     assert not z.requires_grad
 
 
+@pytest.mark.equivalence
 def test_langevin_update_is_the_documented_one(tiny_shortrun, digits):
     """One step: z1 = z0 - delta * grad E(z0) + sqrt(2 delta) xi, E = |z|^2/2 + |x-g(z)|^2/2s^2."""
-    g, x = tiny_shortrun.generator, digits.x_test[:3]
-    noise = draw_langevin_noise(1, 3, 4)
+    g, x = tiny_shortrun.generator.double(), digits.x_test[:3].double()  # float64: the two
+    noise = draw_langevin_noise(1, 3, 4).double()  # computations differ only in rounding
     z1 = langevin_infer(g, x, steps=1, step_size=0.01, sigma=0.2, noise=noise,
                         differentiable=False)
     z0 = noise[0].clone().requires_grad_(True)
@@ -115,6 +117,7 @@ THESIS_TINY = dict(arch="thesis", channels=3, image_size=28, width=3, latent=5,
                    head_hidden=(6, 4), sigma=3.2)
 
 
+@pytest.mark.equivalence
 @pytest.mark.parametrize("arch", ["mirror", "thesis"])
 def test_fast_chain_matches_the_autograd_reference(digits, arch):
     """The hand-written energy gradient gives the same chain and attack gradient as autograd."""
@@ -141,6 +144,7 @@ def test_fast_chain_matches_the_autograd_reference(digits, arch):
         assert torch.allclose(grads[2], grads[3], rtol=1e-6, atol=1e-9), act
 
 
+@pytest.mark.equivalence
 def test_dense_deconvolutions_equal_the_convolutions(tiny_shortrun, digits):
     g, x = tiny_shortrun.generator.double(), digits.x_test[:5].double()
     z = torch.randn(5, 4, dtype=torch.float64)

@@ -20,6 +20,7 @@ from robbench.cli.values import UsageError
 from robbench.data.dataset import DataNotFoundError
 from robbench.models.checkpoint_io import CheckpointError
 from robbench.runs.distributed import RankFailed
+from robbench.runs.model_contract import ModelContractError, ModelRaised, model_traceback
 from robbench.version import __version__
 
 COMMANDS = (
@@ -64,8 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThreatModelViolation as exc:
         print(f"robbench: threat-model violation (no result written): {exc}", file=sys.stderr)
         return 3
-    except RankFailed as exc:
+    except (RankFailed, ModelContractError) as exc:
         print(f"robbench: error: {exc}", file=sys.stderr)
+        return 1
+    except ModelRaised as exc:  # the line names the model; its own traceback follows
+        print(f"robbench: error: {exc}; batches already finished are kept, and the same "
+              "command resumes from them", file=sys.stderr)
+        print(model_traceback(exc), end="", file=sys.stderr)
         return 1
     except torch.cuda.OutOfMemoryError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"

@@ -95,3 +95,11 @@ def models_of(args: argparse.Namespace) -> list[str]:
 
 def stochastic_of(args: argparse.Namespace) -> str | bool:
     return {"auto": "auto", "true": True, "false": False}[args.stochastic]
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``: images per batch; the default depends on the number of images only."""
+    parser.add_argument("--batch-size", type=positive_int, default=None, dest="batch_size",
+                        help="images per batch (they set the random draws; default: the "
+                             "resumed run's, else n/8 rounded up, within 25-500, so that up to "
+                             "8 torchrun processes share a run)")

@@ -10,6 +10,7 @@ from robbench.cli.options import (
     ATTACK_SETTINGS,
     add_attack_settings,
     add_backend,
+    add_batch_size,
     add_common,
     add_models,
     add_preset,
@@ -54,7 +55,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                      help="further passes used only to choose the per-example worst case")
     run.add_argument("--seed", type=int, default=0)
     add_backend(run)
-    run.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size")
+    add_batch_size(run)
     run.add_argument("--out", default=RUNS_ROOT, help="directory of run directories")
     run.add_argument("--diagnostics", action="store_true",
                      help="afterwards, run the gradient-masking diagnostics for each model "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robbench.cli.options import add_common, add_models, models_of
+from robbench.cli.options import add_batch_size, add_common, add_models, models_of
 from robbench.cli.values import (
     UsageError,
     attack_sizes,
@@ -53,7 +53,7 @@ def add_headline(sub: argparse._SubParsersAction) -> None:
     head.add_argument("--diagnostics-n", type=positive_int, default=100, dest="diagnostics_n")
     head.add_argument("--no-diagnostics", dest="diagnostics", action="store_false")
     head.add_argument("--seed", type=int, default=0)
-    head.add_argument("--batch-size", type=positive_int, default=500, dest="batch_size")
+    add_batch_size(head)
     head.add_argument("--out", default=None, help="directory (default results/<dataset>)")
     add_common(head)
     head.set_defaults(func=cmd_headline)

@@ -10,6 +10,7 @@ batches in flight and a rerun, with any number of processes, computes only the r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,20 @@ from robbench.runs.distributed import SINGLE, RankFailed, World, round_robin
 from robbench.runs.seeding import seed_stream
 
 BatchWork = Callable[[int], dict[str, torch.Tensor]]
+
+DEFAULT_SHARDS = 8
+"""A run's default batches are sized so that this many processes find work in it."""
+DEFAULT_BATCH_RANGE = (25, 500)
+
+
+def default_batch_size(n: int) -> int:
+    """Images per batch when none is given: n / 8 rounded up, kept within 25-500 (at most n).
+
+    It depends on n alone, because a batch's random draws come from its own stream: a run
+    keeps the same outcomes at any world size, and up to 8 torchrun processes share even a
+    run of a few hundred images (batches of 500 left all but one idle)."""
+    low, high = DEFAULT_BATCH_RANGE
+    return max(1, min(n, max(low, min(high, math.ceil(n / DEFAULT_SHARDS)))))
 
 
 def score_batch(target: Target, x: torch.Tensor, y: torch.Tensor, draws: int,

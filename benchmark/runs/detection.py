@@ -9,12 +9,16 @@ warning in the output and in the run's config.json.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from robbench.attacks.target import Target
+from robbench.devices import parameter_device
+from robbench.models.zoo import LoadedModel
+from robbench.runs.model_contract import ModelContracts
 
 DETECTION_EXAMPLES = 16
 
@@ -61,7 +65,29 @@ def assess_randomness(name: str, model: nn.Module, x: torch.Tensor,
     return Randomness(declared, forced, detected, stochastic, warning)
 
 
-def as_target(name: str, model: nn.Module, x: torch.Tensor, classes: int = 10,
+def as_target(name: str, model: nn.Module, x: torch.Tensor, classes: int | None = 10,
               forced: bool | str | None = "auto") -> Target:
-    """``model`` as an attack target, random or not as its passes on ``x`` show."""
-    return Target(model, assess_randomness(name, model, x, forced).stochastic, classes, name)
+    """``model`` as an attack target, random or not as its passes on ``x`` show (passes the
+    contract checks; ``classes`` None takes the width of its logits)."""
+    contracts = ModelContracts({name: model}, classes)
+    with contracts.attached(), contracts.stage(name, "randomness detection"):
+        randomness = assess_randomness(name, model, x, forced)
+    return Target(model, randomness.stochastic, contracts.classes or 0, name)
+
+
+def detect_targets(models: Mapping[str, LoadedModel], x: torch.Tensor,
+                   forced: bool | str | Mapping[str, bool | str], contracts: ModelContracts
+                   ) -> dict[str, tuple[Target, Randomness]]:
+    """{name: (Target, Randomness)}: every model's treatment, from what its passes on the first
+    images show; the passes are the first the contract checks, so a broken model is refused
+    before anything is written."""
+    out = {}
+    for name, loaded in models.items():
+        choice = forced.get(name, "auto") if isinstance(forced, Mapping) else forced
+        device_x = x[:DETECTION_EXAMPLES].to(parameter_device(loaded.module) or x.device)
+        with contracts.stage(name, f"randomness detection (two passes on {len(device_x)} "
+                                   "images)"):
+            randomness = assess_randomness(name, loaded.module, device_x, choice)
+        target = Target(loaded.module, randomness.stochastic, contracts.classes or 0, name)
+        out[name] = (target, randomness)
+    return out

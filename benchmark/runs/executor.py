@@ -34,11 +34,12 @@ from robbench.models.zoo import LoadedModel
 from robbench.records.scoring import accuracy_fields
 from robbench.records.store import ADV_KEEP, SCORING, RunStore, cell_id
 from robbench.report.tables import comparison_table
-from robbench.runs.batches import attack_work, clean_work, run_batches
+from robbench.runs.batches import attack_work, clean_work, default_batch_size, run_batches
 from robbench.runs.config import RunConfig, check_resumable, resolved_params
-from robbench.runs.detection import assess_randomness
+from robbench.runs.detection import detect_targets
 from robbench.runs.distributed import SINGLE, World
 from robbench.runs.eot_auto import CALIBRATION_EXAMPLES, choose_eot
+from robbench.runs.model_contract import ModelContracts
 from robbench.runs.seeding import SEEDING
 from robbench.version import __version__
 
@@ -59,7 +60,7 @@ def execute(
     store: RunStore,
     *,
     device: str = "cpu",
-    batch_size: int = 500,
+    batch_size: int | None = None,
     quiet: bool = False,
     stochastic: bool | str | Mapping[str, bool | str] = "auto",
     companions: Mapping[str, LoadedModel] | None = None,
@@ -68,32 +69,42 @@ def execute(
 ) -> pd.DataFrame:
     """Run (or resume) every cell of ``config`` on ``models`` and the images ``x``, ``y``;
     returns the run's summary. ``stochastic`` forces a treatment (per model if a mapping);
-    ``companions`` are extra source models for transfer attacks."""
+    ``companions`` are extra source models for transfer attacks. ``batch_size`` None: the
+    batches of the run being resumed, else :func:`~robbench.runs.batches.default_batch_size`."""
     _validate(config, models)
     x, y = x[: config.n] if config.n else x, y[: config.n] if config.n else y
     meta = store.read_meta() if world.main else None
     expected = _expected_cells(config, models)
     done = store.done() if world.main else set()
+    if batch_size is None:
+        resumed = int(meta["batch_size"]) if meta and "batch_size" in meta else None
+        batch_size = world.broadcast(resumed or default_batch_size(len(x)))
     if meta is not None:
         check_resumable(meta, config, store.label, batch_size, bool(expected - done))
         if meta.get("data_sha256") not in (None, data_sha256(x, y)):
             raise ValueError(f"run directory {store.label} was computed on other images; "
                              "remove it or choose another directory")
         _check_same_weights(meta, models, store.label, bool(expected - done))
-    classes = classes or int(y.max()) + 1
-    targets = _targets({**(companions or {}), **models}, x, stochastic, classes)
-    unfinished = bool(expected - done)
-    previous = meta
-    meta = _meta(config, models, targets, previous, x, y, device, batch_size, expected - done)
-    run = _Run(config, store, x, y, device, batch_size, quiet, world, targets, meta)
-    if world.main and (previous is None or unfinished):  # a finished run's record stays as is
-        run.write_meta()
-        for warning in meta["warnings"]:
-            print(f"robbench: warning: {warning}", file=sys.stderr)
-    for name in models:
-        run.clean_cell(name)
-        for attack in config.attacks:
-            run.attack_cells(name, attack)
+    every = {**(companions or {}), **models}
+    contracts = ModelContracts({name: m.module for name, m in every.items()}, classes,
+                               at_least=int(y.max()) + 1)
+    with contracts.attached():  # every pass of every model is checked, from the first
+        targets = detect_targets(every, x, stochastic, contracts)
+        unfinished = bool(expected - done)
+        previous = meta
+        meta = _meta(config, models, targets, previous, x, y, device, batch_size,
+                     expected - done)
+        run = _Run(config, store, x, y, device, batch_size, quiet, world, targets, meta)
+        if world.main and (previous is None or unfinished):  # a finished run's record stays
+            run.write_meta()
+            for warning in meta["warnings"]:
+                print(f"robbench: warning: {warning}", file=sys.stderr)
+        for name in models:
+            with contracts.stage(name, "its clean pass"):
+                run.clean_cell(name)
+            for attack in config.attacks:
+                with contracts.stage(name, f"attack {attack}"):
+                    run.attack_cells(name, attack)
     if world.main:
         store.discard_batches()
     return run.finish()
@@ -126,24 +137,6 @@ def _check_same_weights(meta: dict, models: Mapping[str, LoadedModel], label: st
 def _expected_cells(config: RunConfig, models: Mapping[str, LoadedModel]) -> set[str]:
     return {cell_id(m, "none", 0) for m in models} | {
         cell_id(m, a, e) for m in models for a in config.attacks for e in config.eps_for(a)}
-
-
-def _targets(models: Mapping[str, LoadedModel], x: torch.Tensor, forced, classes: int
-             ) -> dict[str, tuple[Target, Any]]:
-    """{name: (Target, Randomness)}: every model's treatment, from what its passes show."""
-    out = {}
-    for name, loaded in models.items():
-        choice = forced.get(name, "auto") if isinstance(forced, Mapping) else forced
-        device_x = x[:16].to(_module_device(loaded.module, x))
-        randomness = assess_randomness(name, loaded.module, device_x, choice)
-        out[name] = (Target(loaded.module, randomness.stochastic, classes, name), randomness)
-    return out
-
-
-def _module_device(module: torch.nn.Module, fallback: torch.Tensor) -> torch.device:
-    for tensor in [*module.parameters(), *module.buffers()]:
-        return tensor.device
-    return fallback.device
 
 
 def _meta(config, models, targets, previous, x, y, device, batch_size, missing) -> dict:

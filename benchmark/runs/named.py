@@ -84,7 +84,7 @@ def test_split(data: Dataset, n: int | None):
 
 
 def run_named(config: RunConfig, run_dir: str | Path, *, device: str = "cpu",
-              batch_size: int = 500, data_dir: str | None = None, quiet: bool = False,
+              batch_size: int | None = None, data_dir: str | None = None, quiet: bool = False,
               checkpoints: Mapping[str, str] | None = None, stochastic: str | bool = "auto"
               ) -> pd.DataFrame:
     """Load the config's dataset and models by name and run (or resume) it in ``run_dir``."""

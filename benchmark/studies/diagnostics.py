@@ -35,6 +35,7 @@ from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.target import Target
 from robbench.records.scoring import accuracy_with_interval
 from robbench.runs.eot_auto import choose_eot
+from robbench.runs.model_contract import ModelContracts
 
 COLUMNS = ["check", "attack", "setting", "eps", "accuracy", "ci_low", "ci_high", "reference",
            "status", "detail"]
@@ -267,5 +268,8 @@ def run_diagnostics(target: Target, x: torch.Tensor, y: torch.Tensor, *,
     x, y = x[: cfg.n].to(device), y[: cfg.n].to(device)
     target.model.eval()
     checks = Checks(target, x, y, source, cfg, device, quiet)
-    rows = checks.clean() + checks.eps_sweep() + checks.convergence() + checks.others()
-    return pd.DataFrame(rows + checks.gradients(), columns=COLUMNS)
+    contracts = ModelContracts({target.name: target.model}, target.classes)
+    with contracts.attached(), contracts.stage(target.name, "the diagnostics"):
+        rows = checks.clean() + checks.eps_sweep() + checks.convergence() + checks.others()
+        rows += checks.gradients()
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -121,7 +121,7 @@ def run_headline(
     data: Dataset,
     *,
     device: str = "cpu",
-    batch_size: int = 500,
+    batch_size: int | None = None,
     quiet: bool = False,
     world: World = SINGLE,
     companions: Mapping[str, LoadedModel] | None = None,
@@ -195,7 +195,7 @@ def run_targets(store: DirectoryStore, models: Mapping[str, LoadedModel]) -> dic
 
 
 def run_headline_named(cfg: HeadlineConfig, out_dir: str | Path, *, device: str = "cpu",
-                       data_dir: str | None = None, batch_size: int = 500,
+                       data_dir: str | None = None, batch_size: int | None = None,
                        quiet: bool = False, checkpoints: Mapping[str, str] | None = None
                        ) -> dict[str, Any] | None:
     """:func:`run_headline` on the dataset and models ``cfg`` names."""
