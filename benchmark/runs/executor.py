@@ -72,7 +72,7 @@ def execute(
     _validate(config, models)
     x, y = x[: config.n] if config.n else x, y[: config.n] if config.n else y
     meta = store.read_meta() if world.main else None
-    expected = _expected_cells(config, models)
+    expected = config.expected_cells()  # _validate: models are named as in config
     done = store.done() if world.main else set()
     if meta is not None:
         check_resumable(meta, config, store.label, batch_size, bool(expected - done))
@@ -121,11 +121,6 @@ def _check_same_weights(meta: dict, models: Mapping[str, LoadedModel], label: st
             raise ValueError(f"run directory {label} evaluated {name} with weights "
                              f"{pinned[:12]}, these are {loaded.sha256[:12]}; remove it to "
                              "recompute")
-
-
-def _expected_cells(config: RunConfig, models: Mapping[str, LoadedModel]) -> set[str]:
-    return {cell_id(m, "none", 0) for m in models} | {
-        cell_id(m, a, e) for m in models for a in config.attacks for e in config.eps_for(a)}
 
 
 def _targets(models: Mapping[str, LoadedModel], x: torch.Tensor, forced, classes: int
