@@ -88,6 +88,19 @@ def test_an_unfinished_run_names_its_missing_cells(run_dir, tmp_path):
     assert "<li>partial-run: shortrun / pgd / 0.3 (stopped)</li>" in text
 
 
+def test_a_run_with_no_attacked_cell_yet_says_so_everywhere(run_dir, tmp_path):
+    started = tmp_path / "started"
+    shutil.copytree(run_dir, started, ignore=shutil.ignore_patterns("*pgd*", "report.html"))
+    (started / "partial").mkdir()  # crafted batches kept: a run in progress
+    text = render_report(started)
+    page = checked_page(text)
+    assert page.images == [] and "No attacked cell has finished yet." in text
+    assert "No figure: no attacked cell has finished." in text
+    assert "<strong>Unfinished:</strong> 4 cell(s) missing" in text
+    assert "<li>started: convnet / pgd / 0.1 (in progress or stopped; crafted batches kept)</li>" \
+        in text
+
+
 def test_every_fail_is_explained_and_marked_beyond_colour(run_dir, tmp_path):
     diagnosed = tmp_path / "diagnosed"
     shutil.copytree(run_dir, diagnosed)

@@ -25,6 +25,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--host-resolver-rules=MAP * ~NOTFOUND"]
 # Added to a copy of the page only: what the browser loaded, once everything has loaded.
 PROBE = """<script>
+function sortedByEps() {  // click the eps heading of the attacks table: rows by eps after
+  var table = document.querySelector("#attacks table");
+  var heads = Array.from(table.tHead.rows[0].cells).map(function (h) { return h.textContent; });
+  var column = heads.indexOf("eps");
+  table.tHead.rows[0].cells[column].click();
+  var eps = Array.from(table.tBodies[0].rows).map(function (r) {
+    return parseFloat(r.cells[column].textContent); }).filter(function (v) { return !isNaN(v); });
+  return eps.length > 1 && eps.every(function (v, i) { return i === 0 || eps[i - 1] <= v; });
+}
 window.addEventListener("load", function () {
   var out = document.createElement("pre");
   out.id = "browser-probe";
@@ -36,7 +45,8 @@ window.addEventListener("load", function () {
     broken: Array.from(document.images).filter(function (i) {
       return !i.complete || i.naturalWidth === 0; }).length,
     requests: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
-    sortable: document.querySelectorAll("table.sorting th[tabindex]").length});
+    sortable: document.querySelectorAll("table.sorting th[tabindex]").length,
+    sorts: document.querySelector("#attacks table") ? sortedByEps() : null});
   document.body.appendChild(out);
 });
 </script>"""
@@ -94,7 +104,7 @@ def test_committed_reports_render_whole_and_offline(dataset, tmp_path):
     assert seen["tables"] == tables and all(n > 0 for n in seen["rows"])
     assert seen["images"] == 2 and seen["broken"] == 0
     assert seen["requests"] == []
-    assert seen["sortable"] > 0  # the script ran and made the headings sortable
+    assert seen["sortable"] > 0 and seen["sorts"]  # a click on "eps" sorts the attack rows
     out = screenshot_dir(tmp_path)
     for width in (1280, 390):  # a laptop and a phone
         shot = screenshot(page, out / f"report-{dataset}-{width}.png", width)

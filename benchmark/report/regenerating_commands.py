@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from robbench.attacks.registry import DEFAULT_BACKEND
-from robbench.models.model_file import is_model_file
+from robbench.models.model_file import display_name, is_model_file
 
 FLAG_OF_FALSE = {"random_start": "--no-random-start", "best_iterate": "--last-iterate"}
 """Attack settings whose command-line flag switches a default off."""
@@ -43,9 +43,9 @@ def run_command(meta: dict[str, Any], run_dir: str | Path) -> str:
     words = ["robbench", "run", "--dataset", config["dataset"]]
     for spec in config["models"]:
         words += ["--model", spec]
+    file_models = {display_name(s) for s in config["models"] if is_model_file(s)}
     for name, checkpoint in meta.get("checkpoints", {}).items():
-        specs = [s for s in config["models"] if is_model_file(s)]
-        if specs and str(checkpoint.get("name", "")).endswith(".safetensors"):
+        if name in file_models and str(checkpoint.get("name", "")).endswith(".safetensors"):
             words += ["--checkpoint", f"{name}={checkpoint['name']}"]
     words += ["--attack", ",".join(config["attacks"])]
     if config.get("eps"):
