@@ -55,6 +55,9 @@ def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):
         assert column in header
     assert "convnet majority" not in header  # one column: the metrics coincide
     assert json.loads((tmp_path / "headline.json").read_text())["config"]["n_eot"] == 6
+    page = (tmp_path / "report.html").read_text()  # the page of it all, diagnostics included
+    assert page.count("<section id=") == 8 and page.count("data:image/png;base64,") == 2
+    assert "digits-shortrun: <span" in page and "robbench headline --dataset digits" in page
     # Resuming recomputes nothing: the cells and diagnostics are already there.
     report = tmp_path / "diagnostics" / "digits-shortrun" / "diagnostics.csv"
     written = report.stat().st_mtime_ns

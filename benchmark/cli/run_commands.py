@@ -1,4 +1,4 @@
-"""``robbench run``, ``table``, ``plot``, ``list`` and ``check``."""
+"""``robbench run``, ``table``, ``plot``, ``report``, ``list`` and ``check``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from robbench.devices import resolve_device
 from robbench.models.model_file import display_name
 from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, find_runs
+from robbench.report.html_report import write_report
 from robbench.report.plots import make_plots
 from robbench.report.tables import FORMATS, comparison_table, results_table, worst_case_markdown
 from robbench.runs.config import RunConfig
@@ -154,6 +155,22 @@ def cmd_plot(args: argparse.Namespace) -> int:
         print(f"robbench: note: {note}")
     written = make_plots(runs, args.out, targets=targets, test_images=images)
     print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="one self-contained HTML page of a run, a headline "
+                            "or a leaderboard (tables, diagnostics, figures inline)")
+    report.add_argument("path", help="a run directory (results/runs/<id>), a headline "
+                        "directory (results/<dataset>) or a leaderboard CSV")
+    report.add_argument("--out", default=None,
+                        help="the HTML file (default: PATH/report.html; NAME.html beside a "
+                             "NAME.csv)")
+    report.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"written: {write_report(args.path, args.out)}")
     return 0
 
 

@@ -93,6 +93,51 @@ def plot_adversarial_grid(run: str | Path | RunStore, out_dir: str | Path,
     return save_figure(fig, out_dir, "adversarial_examples")
 
 
+def plot_stored_adversarials(run: str | Path | RunStore, out_dir: str | Path,
+                             attack: str, eps: float, columns: int = 8) -> list[Path]:
+    """The adversarial images a run kept (``adv_x``) of ``attack`` at ``eps``, one row per
+    model, each titled with its label and the prediction the run recorded for it (a random
+    model: the majority of its R passes and how many were right).
+
+    Nothing is recomputed: images and predictions are the run's own, so the figure needs no
+    model and no dataset.
+    """
+    store = open_run(run)
+    rows = []
+    for rec in store.records():
+        if rec["attack"] == attack and float(rec["eps"]) == eps and not rec.get("skipped"):
+            out = store.outcomes(f"{rec['model']}__{attack}__{eps:g}")
+            if "adv_x" in out:
+                rows.append((rec["model"], out))
+    if not rows:
+        raise ValueError(f"run {store.label} keeps no adversarial images of {attack} at "
+                         f"eps {eps:g}")
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.9 * len(rows)),
+                             squeeze=False)
+    for r, (model, out) in enumerate(rows):
+        keep = out["adv_index"][:columns]
+        preds = torch.from_numpy(out["pred"][:, keep].astype(np.int64))
+        majority, draws = _majority(preds), preds.shape[0]
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(keep):
+                ax.axis("off")
+                continue
+            label = int(out["label"][keep[c]])
+            right = int((preds[:, c] == label).sum())
+            mark = "right" if majority[c] == label else "wrong"
+            passes = f" {right}/{draws}" if draws > 1 else ""
+            ax.imshow(image_of(out["adv_x"][c].astype(np.float32)), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"y={label}, pred {int(majority[c])}\n{mark}{passes}", fontsize=8,
+                         fontweight="bold" if mark == "wrong" else "normal")
+        axes[r, 0].set_ylabel(model_label(model), fontsize=9, color=model_color(model))
+    fig.suptitle(f"{attack}, eps={eps:g}: the run's adversarial images, label y and recorded "
+                 "prediction (bold: wrong; a random model: passes right of R)", fontsize=9)
+    fig.tight_layout(h_pad=1.5)
+    return save_figure(fig, Path(out_dir), "stored_adversarials")
+
+
 def _abbr(model: str) -> str:
     return {"convnet": "CN", "shortrun": "SR"}.get(model, model[:3])
 

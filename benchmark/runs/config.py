@@ -10,6 +10,8 @@ from typing import Any
 
 from robbench.attacks.registry import DEFAULT_BACKEND, get_attack, params_for
 from robbench.models.config import MODEL_NAMES
+from robbench.models.model_file import display_name
+from robbench.records.store import cell_id
 from robbench.runs.seeding import SEEDING
 
 
@@ -39,6 +41,12 @@ class RunConfig:
 
     def eps_for(self, attack: str) -> list[float]:
         return list(self.eps) if self.eps else list(get_attack(attack).default_eps)
+
+    def expected_cells(self) -> set[str]:
+        """Every cell the run computes: each model's clean cell and its attack x eps cells."""
+        models = [display_name(spec) for spec in self.models]
+        return {cell_id(m, "none", 0) for m in models} | {
+            cell_id(m, a, e) for m in models for a in self.attacks for e in self.eps_for(a)}
 
     def differences(self, other: RunConfig) -> dict[str, tuple[Any, Any]]:
         """{setting: (this value, other's)} where the two configs compute different cells (eps

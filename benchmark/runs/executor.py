@@ -74,7 +74,7 @@ def execute(
     _validate(config, models)
     x, y = x[: config.n] if config.n else x, y[: config.n] if config.n else y
     meta = store.read_meta() if world.main else None
-    expected = _expected_cells(config, models)
+    expected = config.expected_cells()  # _validate: models are named as in config
     done = store.done() if world.main else set()
     if batch_size is None:
         resumed = int(meta["batch_size"]) if meta and "batch_size" in meta else None
@@ -134,9 +134,6 @@ def _check_same_weights(meta: dict, models: Mapping[str, LoadedModel], label: st
                              "recompute")
 
 
-def _expected_cells(config: RunConfig, models: Mapping[str, LoadedModel]) -> set[str]:
-    return {cell_id(m, "none", 0) for m in models} | {
-        cell_id(m, a, e) for m in models for a in config.attacks for e in config.eps_for(a)}
 
 
 def _meta(config, models, targets, previous, x, y, device, batch_size, missing) -> dict:

@@ -13,6 +13,7 @@ One command regenerates a dataset's committed results directory::
     OUT/headline.json             the settings, device and seconds per attack (the sum of its
                                   cells' times, so a resumed run reports the full cost), and the
                                   devices that computed each attack's cells
+    OUT/report.html               all of it on one self-contained page (``robbench report``)
 
 Attacks whose cost scales with EOT samples or queries run on the first ``n_eot`` test images,
 the rest on the first ``n``; ``n_attack`` gives single attacks their own size, so that one too
@@ -36,6 +37,7 @@ from robbench.models.config import MODEL_NAMES
 from robbench.models.zoo import LoadedModel
 from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, run_devices
+from robbench.report.html_report import write_report
 from robbench.report.plots import make_plots
 from robbench.report.tables import results_table, worst_case_markdown
 from robbench.runs.config import RunConfig
@@ -155,6 +157,7 @@ def run_headline(
     record["figures"] = [str(p) for p in make_plots(stores, out / "figures", targets=targets,
                                                     test_images=(data.x_test, data.y_test))]
     atomic_write_text(out / "headline.json", json.dumps(record, indent=2) + "\n")
+    write_report(out)
     return record
 
 
