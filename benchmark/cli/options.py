@@ -6,7 +6,7 @@ import argparse
 
 from robbench.attacks.registry import BACKENDS, DEFAULT_BACKEND
 from robbench.cli.presets import PRESETS
-from robbench.cli.values import eot_value, nonnegative_float, positive_int
+from robbench.cli.values import eot_value, name_value_pairs, nonnegative_float, positive_int
 from robbench.data.datasets import DATASETS
 from robbench.devices import DEVICES
 from robbench.models.config import MODEL_NAMES
@@ -54,7 +54,7 @@ def add_preset(p: argparse.ArgumentParser) -> None:
 
 def add_models(p: argparse.ArgumentParser, *, several: bool = True,
                default: tuple[str, ...] = MODEL_NAMES) -> None:
-    """--model (a zoo name or PATH.py:FUNCTION[=NAME]), --checkpoint, --stochastic."""
+    """--model (a zoo name or PATH.py:FUNCTION[=NAME]), --checkpoint, --normalize."""
     p.add_argument("--model", action="append" if several else "store", dest="model",
                    default=None, metavar="MODEL",
                    help=f"a zoo name ({', '.join(MODEL_NAMES)}, or one an installed package "
@@ -63,6 +63,11 @@ def add_models(p: argparse.ArgumentParser, *, several: bool = True,
                            else f" (default: {default[0]})"))
     p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]FILE",
                    help="safetensors weights for a file model (NAME=FILE with several)")
+    p.add_argument("--normalize", action="append", default=[], metavar="[NAME=]MEAN/STD",
+                   help="a file model expects standardised inputs: robbench applies (x - MEAN)"
+                        " / STD in front of it, so eps stays in [0, 1] pixel units (per "
+                        "channel comma-separated, e.g. 0.4914,0.4822,0.4465/0.2471,0.2435,"
+                        "0.2616; NAME=MEAN/STD with several)")
     p.set_defaults(model_default=list(default))
 
 
@@ -95,3 +100,10 @@ def models_of(args: argparse.Namespace) -> list[str]:
 
 def stochastic_of(args: argparse.Namespace) -> str | bool:
     return {"auto": "auto", "true": True, "false": False}[args.stochastic]
+
+
+def file_model_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``checkpoints`` and ``normalize`` of the file models, by name, as the library takes
+    them."""
+    return {"checkpoints": name_value_pairs(args.checkpoint, "--checkpoint"),
+            "normalize": name_value_pairs(args.normalize, "--normalize")}
