@@ -18,7 +18,7 @@ from robbench.data.datasets import DATASETS, Dataset, load_dataset
 from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.normalized import parse_normalize
-from robbench.models.registry import default_spec, find_checkpoint
+from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
 from robbench.models.zoo import LoadedModel, load_named_model, model_names
 from robbench.records.store import DirectoryStore
 from robbench.runs.config import RunConfig
@@ -133,6 +133,8 @@ def run_models_listing() -> list[str]:
         for name in MODEL_NAMES:
             path = find_checkpoint(default_spec(name, dataset))
             status = (f"checkpoint {path.name}" if path else
+                      "no checkpoint shipped (a GPU recipe: robbench train --model "
+                      f"{name} --dataset {dataset})" if dataset in GPU_RECIPES else
                       "no checkpoint (trained on first use)")
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
     extra = [name for name in model_names() if name not in MODEL_NAMES]
