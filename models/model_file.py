@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from robbench.models.checkpoint_io import sha256_file
 from robbench.models.normalized import Normalized
+from robbench.models.robustbench_source import is_robustbench, robustbench_name
 from robbench.models.zoo import LoadedModel, call_factory, weights_sha256
 
 SPEC = re.compile(r"^(?P<path>[^:=]+\.py):(?P<function>[A-Za-z_]\w*)(?:=(?P<name>[\w.-]+))?$")
@@ -31,7 +32,9 @@ def is_model_file(text: str) -> bool:
 
 def display_name(spec: str) -> str:
     """The name a model spec is shown by: a zoo name as it is, a file model by
-    :func:`model_file_name`."""
+    :func:`model_file_name`, a RobustBench model by the zoo's name of it."""
+    if is_robustbench(spec):
+        return robustbench_name(spec)
     return model_file_name(spec) if is_model_file(spec) else spec
 
 

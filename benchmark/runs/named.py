@@ -1,8 +1,9 @@
 """Runs of models and data given by name: the thin layer in front of the executor.
 
-A model spec is a zoo name (``convnet``, ``shortrun``, a registered or installed name) or a
-file model ``PATH.py:FUNCTION[=NAME]``; the dataset is a robbench dataset name. Under
-``torchrun`` this is where the process group is joined.
+A model spec is a zoo name (``convnet``, ``shortrun``, a registered or installed name), a
+file model ``PATH.py:FUNCTION[=NAME]`` or a RobustBench model ``robustbench:...``; the
+dataset is a robbench dataset name. Under ``torchrun`` this is where the process group is
+joined.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.normalized import parse_normalize
 from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
+from robbench.models.robustbench_source import is_robustbench, load_robustbench
 from robbench.models.zoo import LoadedModel, load_named_model, model_names
 from robbench.records.store import DirectoryStore
 from robbench.runs.config import RunConfig
@@ -61,7 +63,9 @@ def load_models(specs: Sequence[str], dataset: str, *, device: str = "cpu",
         if name in models:
             raise ValueError(f"model name {name!r} is given twice; name one "
                              "PATH.py:FUNCTION=NAME")
-        if is_model_file(spec):
+        if is_robustbench(spec):
+            models[name] = load_robustbench(spec, dataset, device=device)
+        elif is_model_file(spec):
             stats = checkpoint_for(spec, normalize, file_models, "--normalize")
             models[name] = load_model_file(
                 spec, dataset, device=device,
