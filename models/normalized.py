@@ -47,12 +47,14 @@ class Normalized(nn.Module):
         return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std``: images in [0, 1] on the scale the model was trained on."""
         return (x - self.mean) / self.std
 
     def _standardised(self, hook):  # noqa: ANN001, ANN202 - wraps any hook's signature
         return lambda x, *args, **kwargs: hook(self.standardise(x), *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits of images ``x`` in [0, 1]."""
         return self.model(self.standardise(x))
 
 
