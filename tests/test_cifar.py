@@ -135,3 +135,11 @@ def test_robbench_run_on_a_missing_cifar_directory_is_one_line(tmp_path, monkeyp
     err = capsys.readouterr().err.strip()
     assert err.startswith("robbench: error: cifar10 files") and "\n" not in err
     assert str(tmp_path / "nowhere" / "cifar10") in err and not out.exists()
+
+
+@pytest.mark.parametrize("value", ["test_batch", "test_batch=xyz", "test_batch=" + "g" * 32])
+def test_a_malformed_trust_variable_is_one_line(tmp_path, monkeypatch, value):
+    write_cifar(tmp_path / "cifar10", "cifar10", "python")
+    monkeypatch.setenv(TRUST_ENV, value)
+    with pytest.raises(ValueError, match="is not NAME=MD5"):
+        load_cifar("cifar10", tmp_path, allow_download=False)

@@ -65,7 +65,8 @@ def test_train_on_synthetic_cifar10_then_run_the_cached_model(tmp_path, tiny_cif
 
 def test_list_says_no_cifar_checkpoint_is_shipped(capsys):
     assert main(["list"]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "cifar" in line]
-    assert lines[0].startswith("datasets:")
-    zoo = lines[1:]
+    lines = capsys.readouterr().out.splitlines()
+    assert "cifar10, cifar100" in lines[0]
+    zoo = [line for line in lines if "cifar" in line and line.split()[0] in registry.MODEL_NAMES]
     assert len(zoo) == 4 and all("no checkpoint shipped" in line for line in zoo)
+    assert any(line.strip().startswith("robustbench:NAME") for line in lines)

@@ -10,6 +10,7 @@ is fetched from the official site and kept only if its MD5 is the published one.
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +39,7 @@ def trusted_from_env() -> dict[str, str]:
     for item in os.environ.get(TRUST_ENV, "").split(","):
         if item.strip():
             file, sep, md5 = item.strip().partition("=")
-            if not sep or len(md5) != 32:
+            if not sep or not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
                 raise ValueError(f"{TRUST_ENV} item {item.strip()!r} is not NAME=MD5 "
                                  "(a 32-digit hex MD5)")
             trusted[file] = md5.lower()

@@ -20,7 +20,7 @@ from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.normalized import parse_normalize
 from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
-from robbench.models.robustbench_source import is_robustbench, load_robustbench
+from robbench.models.robustbench_source import INSTALL, is_robustbench, load_robustbench
 from robbench.models.zoo import LoadedModel, load_named_model, model_names
 from robbench.records.store import DirectoryStore
 from robbench.runs.config import RunConfig
@@ -143,4 +143,6 @@ def run_models_listing() -> list[str]:
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
     extra = [name for name in model_names() if name not in MODEL_NAMES]
     lines += [f"{name:9s} (registered or installed)" for name in extra]
+    lines.append("robustbench:NAME  cifar10, cifar100: RobustBench's zoo (--threat-model Linf|L2; "
+                 f"{INSTALL})")
     return lines
