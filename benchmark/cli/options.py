@@ -55,7 +55,7 @@ def add_preset(p: argparse.ArgumentParser) -> None:
 
 def add_models(p: argparse.ArgumentParser, *, several: bool = True,
                default: tuple[str, ...] = MODEL_NAMES) -> None:
-    """--model (a zoo name or PATH.py:FUNCTION[=NAME]), --checkpoint, --normalize."""
+    """--model (a zoo, file or RobustBench model), --checkpoint, --threat-model, --normalize."""
     p.add_argument("--model", action="append" if several else "store", dest="model",
                    default=None, metavar="MODEL",
                    help=f"a zoo name ({', '.join(MODEL_NAMES)}, or one an installed package "

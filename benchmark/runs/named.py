@@ -28,8 +28,8 @@ from robbench.runs.distributed import join_world
 from robbench.runs.executor import execute
 
 
-def checkpoint_for(spec: str, checkpoints: Mapping[str, str] | None,
-                   file_models: Sequence[str], what: str = "--checkpoint") -> str | None:
+def file_option_for(spec: str, checkpoints: Mapping[str, str] | None,
+                    file_models: Sequence[str], what: str = "--checkpoint") -> str | None:
     """The weights file (or other per-model option ``what``) given for a file model:
     ``{NAME: FILE}``, or ``{"": FILE}`` when only one file model is given."""
     if not checkpoints:
@@ -66,10 +66,10 @@ def load_models(specs: Sequence[str], dataset: str, *, device: str = "cpu",
         if is_robustbench(spec):
             models[name] = load_robustbench(spec, dataset, device=device)
         elif is_model_file(spec):
-            stats = checkpoint_for(spec, normalize, file_models, "--normalize")
+            stats = file_option_for(spec, normalize, file_models, "--normalize")
             models[name] = load_model_file(
                 spec, dataset, device=device,
-                checkpoint=checkpoint_for(spec, checkpoints, file_models),
+                checkpoint=file_option_for(spec, checkpoints, file_models),
                 normalize=parse_normalize(stats) if stats else None)
         else:
             models[name] = load_named_model(spec, dataset, device=device, data_dir=data_dir,
