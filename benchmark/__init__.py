@@ -8,9 +8,10 @@ and Short Run classifier, and for any ``torch.nn.Module`` (``robbench.evaluate``
 
 from robbench.api import diagnose, evaluate, load_model  # noqa: E402  (after the version)
 from robbench.data.datasets import load_dataset  # noqa: E402
+from robbench.models.normalized import Normalized  # noqa: E402
 from robbench.models.zoo import register_model  # noqa: E402
 from robbench.report.evaluation_report import Report  # noqa: E402
 from robbench.version import __version__
 
-__all__ = ["Report", "__version__", "diagnose", "evaluate", "load_dataset", "load_model",
-           "register_model"]
+__all__ = ["Normalized", "Report", "__version__", "diagnose", "evaluate", "load_dataset",
+           "load_model", "register_model"]

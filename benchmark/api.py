@@ -24,6 +24,7 @@ from robbench.attacks.registry import DEFAULT_BACKEND, check_settings, get_attac
 from robbench.data.datasets import Dataset, load_dataset
 from robbench.devices import parameter_device, resolve_device
 from robbench.models.config import MODEL_NAMES
+from robbench.models.robustbench_source import is_robustbench, load_robustbench
 from robbench.models.zoo import LoadedModel, load_named_model, weights_sha256
 from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, MemoryStore, RunStore
@@ -42,7 +43,11 @@ CUSTOM_DATA = "custom"
 def load_model(name: str, dataset: str, *, device: str = "cpu",
                data_dir: str | None = None) -> nn.Module:
     """A zoo model (``convnet``, ``shortrun``, or a registered or installed name) of a dataset:
-    the shipped checkpoint, else a cached one, else trained now."""
+    the shipped checkpoint, else a cached one, else trained now; or a RobustBench model,
+    ``robustbench:NAME`` (Linf) or ``robustbench:DATASET/THREAT/NAME`` (extra
+    ``robbench[robustbench]``)."""
+    if is_robustbench(name):
+        return load_robustbench(name, dataset, device=device).module
     return load_named_model(name, dataset, device=device, data_dir=data_dir).module
 
 

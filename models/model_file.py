@@ -1,8 +1,9 @@
 """A user's model from a Python file: ``PATH.py:FUNCTION[=NAME]``, optionally with weights.
 
 The function builds the model (it is passed ``dataset=`` and ``device=`` if it takes them);
-weights from ``--checkpoint FILE.safetensors`` are loaded strictly into it. Records name the
-file as given and the SHA-256 of the weights, never an absolute path.
+weights from ``--checkpoint FILE.safetensors`` are loaded strictly into it, and
+``--normalize MEAN/STD`` puts the input standardisation the model expects in front of it.
+Records name the file as given and the SHA-256 of the weights, never an absolute path.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import hashlib
 import importlib.util
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from safetensors.torch import load_file
 
 from robbench.models.checkpoint_io import sha256_file
+from robbench.models.normalized import Normalized
+from robbench.models.robustbench_source import is_robustbench, robustbench_name
 from robbench.models.zoo import LoadedModel, call_factory, weights_sha256
 
 SPEC = re.compile(r"^(?P<path>[^:=]+\.py):(?P<function>[A-Za-z_]\w*)(?:=(?P<name>[\w.-]+))?$")
@@ -28,7 +32,9 @@ def is_model_file(text: str) -> bool:
 
 def display_name(spec: str) -> str:
     """The name a model spec is shown by: a zoo name as it is, a file model by
-    :func:`model_file_name`."""
+    :func:`model_file_name`, a RobustBench model by the zoo's name of it."""
+    if is_robustbench(spec):
+        return robustbench_name(spec)
     return model_file_name(spec) if is_model_file(spec) else spec
 
 
@@ -41,8 +47,12 @@ def model_file_name(text: str) -> str:
 
 
 def load_model_file(text: str, dataset: str, *, device: str = "cpu",
-                    checkpoint: str | Path | None = None) -> LoadedModel:
-    """Build the model ``text`` names and load ``checkpoint`` into it if given."""
+                    checkpoint: str | Path | None = None,
+                    normalize: tuple[Sequence[float], Sequence[float]] | None = None
+                    ) -> LoadedModel:
+    """Build the model ``text`` names, load ``checkpoint`` into it if given, and wrap it in
+    :class:`~robbench.models.normalized.Normalized` if ``normalize`` is (mean, std); a
+    normalised model is identified by the hash of its state, statistics included."""
     match = SPEC.match(text)
     if match is None:
         raise ValueError(f"model {text!r} is not PATH.py:FUNCTION[=NAME]")
@@ -60,10 +70,22 @@ def load_model_file(text: str, dataset: str, *, device: str = "cpu",
         raise ValueError(f"{path} has no function {match['function']!r}")
     module = call_factory(factory, device, dataset=dataset)
     source = f"{match['path']}:{match['function']} (sha256 {digest[:12]})"
-    if checkpoint is None:
-        return LoadedModel(model_file_name(text), module,
-                           {"name": f"{path.name}:{match['function']}",
-                            "sha256": weights_sha256(module)}, source)
+    record = {"name": f"{path.name}:{match['function']}"}
+    if checkpoint is not None:
+        record = {"name": Path(checkpoint).name, "sha256": _load_weights(module, checkpoint,
+                                                                         match["function"],
+                                                                         device)}
+    if normalize is not None:
+        module = Normalized(module, *normalize).to(device)
+        stats = module.normalization
+        source += f", normalised by mean {stats['mean']} and std {stats['std']}"
+        record["sha256"] = weights_sha256(module)
+    record.setdefault("sha256", weights_sha256(module))
+    return LoadedModel(model_file_name(text), module, record, source)
+
+
+def _load_weights(module, checkpoint: str | Path, function: str, device: str) -> str:
+    """Load safetensors weights strictly into ``module``; their file's SHA-256."""
     weights = Path(checkpoint)
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint {str(weights)!r} does not exist")
@@ -71,7 +93,6 @@ def load_model_file(text: str, dataset: str, *, device: str = "cpu",
         module.load_state_dict(load_file(str(weights), device=str(device)), strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"checkpoint {weights.name} does not fit {match['function']}: "
+        raise ValueError(f"checkpoint {weights.name} does not fit {function}: "
                          f"{first}") from None
-    return LoadedModel(model_file_name(text), module,
-                       {"name": weights.name, "sha256": sha256_file(weights)}, source)
+    return sha256_file(weights)

@@ -92,14 +92,17 @@ DENSE_MAX_ENTRIES = 2**20
 
 class ThesisGenerator(nn.Module):
     """The thesis's g(z) (nf = width): z as a 1x1 map, ConvT 3x3 (2nf, 3x3), ConvT 4x4/2
-    (2nf, 7x7), ConvT 4x4/2 (nf, 14x14), ConvT 4x4/2 (channels, 28x28), sigmoid."""
+    (2nf, 7x7), ConvT 4x4/2 (nf, 14x14), ConvT 4x4/2 (channels, 28x28), sigmoid. For 32x32
+    images the first map is 4x4 (ConvT 4x4) and the upsamplings give 8, 16, 32."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         nf, self.latent, self.act = config.width, config.latent, config.activation
+        first = config.image_size // 8  # 3 for 28x28 (7 = 2 * 3 + 1), 4 for 32x32
         self.layers = nn.ModuleList([
-            nn.ConvTranspose2d(config.latent, 2 * nf, 3, 1, 0),
-            nn.ConvTranspose2d(2 * nf, 2 * nf, 4, 2, 1, output_padding=1),
+            nn.ConvTranspose2d(config.latent, 2 * nf, first, 1, 0),
+            nn.ConvTranspose2d(2 * nf, 2 * nf, 4, 2, 1,
+                               output_padding=1 if config.image_size % 8 else 0),
             nn.ConvTranspose2d(2 * nf, nf, 4, 2, 1),
             nn.ConvTranspose2d(nf, config.channels, 4, 2, 1),
         ])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
+import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from robbench.attacks.target import Target
+from robbench.data.cifar_formats import CIFAR
 from robbench.data.datasets import load_digits
 from robbench.models.build import build_model
 from robbench.models.config import ModelConfig
@@ -93,3 +99,46 @@ def shipped_shortrun():
 def isolated_cache(tmp_path, monkeypatch):
     """Never train into, or read from, the user's cache during tests."""
     monkeypatch.setenv("ROBBENCH_CACHE", str(tmp_path / "cache"))
+
+
+CIFAR_SIZES = {"train": 3, "test": 4}  # images per synthetic batch file
+
+
+def cifar_batches(name: str, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Random uint8 images (N, 3, 32, 32) and labels for every batch file of a CIFAR layout."""
+    layout, rng = CIFAR[name], np.random.default_rng(seed)
+    return {stem: (rng.integers(0, 256, (CIFAR_SIZES[split], 3, 32, 32), dtype=np.uint8),
+                   rng.integers(0, layout.classes, CIFAR_SIZES[split]))
+            for split, stems in layout.py_files.items() for stem in stems}
+
+
+def write_cifar(directory: Path, name: str, fmt: str, seed: int = 0
+                ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """Tiny synthetic CIFAR files in an official format under ``directory``: ``binary`` or
+    ``python`` (the extracted folders) or ``binary-tar`` / ``python-tar`` (the tarballs).
+    Returns the batches written and the MD5 of every pickled file (to trust in tests)."""
+    layout, batches = CIFAR[name], cifar_batches(name, seed)
+    files, md5 = {}, {}
+    for stem, (x, y) in batches.items():
+        if fmt.startswith("binary"):
+            labels = np.stack([y // 5, y] if layout.label_bytes == 2 else [y], 1)
+            rows = np.concatenate([labels.astype(np.uint8), x.reshape(len(x), -1)], 1)
+            files[f"{layout.bin_dir}/{stem}.bin"] = rows.tobytes()
+        else:
+            blob = pickle.dumps({b"batch_label": stem.encode(), layout.label_key: y.tolist(),
+                                 b"data": x.reshape(len(x), -1)}, protocol=3)
+            files[f"{layout.py_dir}/{stem}"] = blob
+            md5[stem] = hashlib.md5(blob).hexdigest()
+    directory.mkdir(parents=True, exist_ok=True)
+    if fmt.endswith("-tar"):
+        tarball = layout.bin_tarball if fmt.startswith("binary") else layout.py_tarball
+        with tarfile.open(directory / tarball, "w:gz") as tar:
+            for member, data in files.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    else:
+        for member, data in files.items():
+            (directory / member).parent.mkdir(parents=True, exist_ok=True)
+            (directory / member).write_bytes(data)
+    return batches, md5

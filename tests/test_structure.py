@@ -11,7 +11,7 @@ PACKAGES = {"benchmark": "robbench", "models": "robbench.models", "attacks": "ro
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 80
 # Optional dependencies, imported where they are used so that the core install needs none.
-LAZY_IMPORTS = {"pytorch_optimizer"}
+LAZY_IMPORTS = {"pytorch_optimizer", "robustbench"}
 
 
 def modules() -> dict[str, Path]:

@@ -6,10 +6,11 @@ import argparse
 
 from robbench.attacks.registry import BACKENDS, DEFAULT_BACKEND
 from robbench.cli.presets import PRESETS
-from robbench.cli.values import eot_value, nonnegative_float, positive_int
+from robbench.cli.values import eot_value, name_value_pairs, nonnegative_float, positive_int
 from robbench.data.datasets import DATASETS
 from robbench.devices import DEVICES
 from robbench.models.config import MODEL_NAMES
+from robbench.models.robustbench_source import THREAT_MODELS, canonical_spec
 
 ATTACK_OPTIONS: dict[str, dict] = {
     "--steps": dict(type=positive_int),
@@ -54,15 +55,23 @@ def add_preset(p: argparse.ArgumentParser) -> None:
 
 def add_models(p: argparse.ArgumentParser, *, several: bool = True,
                default: tuple[str, ...] = MODEL_NAMES) -> None:
-    """--model (a zoo name or PATH.py:FUNCTION[=NAME]), --checkpoint, --stochastic."""
+    """--model (a zoo, file or RobustBench model), --checkpoint, --threat-model, --normalize."""
     p.add_argument("--model", action="append" if several else "store", dest="model",
                    default=None, metavar="MODEL",
                    help=f"a zoo name ({', '.join(MODEL_NAMES)}, or one an installed package "
-                        "registers) or a model in a file, PATH.py:FUNCTION[=NAME]"
+                        "registers), a model in a file, PATH.py:FUNCTION[=NAME], or a "
+                        "RobustBench model, robustbench:NAME or robustbench:DATASET/THREAT/NAME"
                         + (f"; repeatable (default: {' and '.join(default)})" if several
                            else f" (default: {default[0]})"))
     p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]FILE",
                    help="safetensors weights for a file model (NAME=FILE with several)")
+    p.add_argument("--threat-model", default="Linf", choices=THREAT_MODELS, dest="threat_model",
+                   help="the RobustBench leaderboard a robustbench:NAME model comes from")
+    p.add_argument("--normalize", action="append", default=[], metavar="[NAME=]MEAN/STD",
+                   help="a file model expects standardised inputs: robbench applies (x - MEAN)"
+                        " / STD in front of it, so eps stays in [0, 1] pixel units (per "
+                        "channel comma-separated, e.g. 0.4914,0.4822,0.4465/0.2471,0.2435,"
+                        "0.2616; NAME=MEAN/STD with several)")
     p.set_defaults(model_default=list(default))
 
 
@@ -86,11 +95,13 @@ def add_backend(p: argparse.ArgumentParser) -> None:
 
 
 def models_of(args: argparse.Namespace) -> list[str]:
-    """The model specs a command was given (its default if none)."""
+    """The model specs a command was given (its default if none), RobustBench names spelled
+    out with the dataset and threat model."""
     given = args.model
     if given is None:
         return list(args.model_default)
-    return [given] if isinstance(given, str) else list(given)
+    specs = [given] if isinstance(given, str) else list(given)
+    return [canonical_spec(s, args.dataset, args.threat_model) for s in specs]
 
 
 def stochastic_of(args: argparse.Namespace) -> str | bool:
@@ -103,3 +114,10 @@ def add_batch_size(parser: argparse.ArgumentParser) -> None:
                         help="images per batch (they set the random draws; default: the "
                              "resumed run's, else n/8 rounded up, within 25-500, so that up to "
                              "8 torchrun processes share a run)")
+
+
+def file_model_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``checkpoints`` and ``normalize`` of the file models, by name, as the library takes
+    them."""
+    return {"checkpoints": name_value_pairs(args.checkpoint, "--checkpoint"),
+            "normalize": name_value_pairs(args.normalize, "--normalize")}

@@ -50,9 +50,11 @@ def api_reference() -> str:
         text += f"\n## `robbench.{name}`\n\n```python\n{kind} {name}{_signature(obj)}\n```\n\n"
         text += (inspect.getdoc(obj) or "") + "\n"
         if inspect.isclass(obj):
+            own = {m for k in obj.__mro__ if k.__module__.startswith("robbench")
+                   for m in vars(k)}  # not what torch.nn.Module gives every module
             for member, value in inspect.getmembers(obj):
-                if member.startswith("_") or not (callable(value) or isinstance(value,
-                                                                                  property)):
+                if member.startswith("_") or member not in own or not (
+                        callable(value) or isinstance(value, property)):
                     continue
                 doc = inspect.getdoc(value) or ""
                 text += f"\n### `{name}.{member}`\n\n{doc}\n"

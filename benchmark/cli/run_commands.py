@@ -15,11 +15,11 @@ from robbench.cli.options import (
     add_models,
     add_preset,
     add_stochastic,
+    file_model_options,
     models_of,
     stochastic_of,
 )
 from robbench.cli.values import (
-    name_value_pairs,
     parse_floats,
     parse_names,
     positive_int,
@@ -91,10 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = run_config(args)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / config.run_id()
-    checkpoints = name_value_pairs(args.checkpoint, "--checkpoint")
+    files = file_model_options(args)
     summary = run_named(config, run_dir, device=device, batch_size=args.batch_size,
-                        data_dir=args.data_dir, quiet=args.quiet, checkpoints=checkpoints,
-                        stochastic=stochastic_of(args))
+                        data_dir=args.data_dir, quiet=args.quiet,
+                        stochastic=stochastic_of(args), **files)
     if not launched_world().main:
         return 0
     print(comparison_table(summary, "md"), end="")
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             out = run_dir / "diagnostics" / display_name(spec)
             frame, seconds = diagnose_named(spec, config.dataset, out, device=device,
                                             data_dir=args.data_dir, quiet=args.quiet,
-                                            checkpoints=checkpoints)
+                                            **files)
             print(f"\ndiagnostics: {spec}\n{report_verdict(frame, seconds, out)}")
     return 0
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robbench.cli.options import add_batch_size, add_common, add_models, models_of
+from robbench.cli.options import (
+    add_batch_size,
+    add_common,
+    add_models,
+    file_model_options,
+    models_of,
+)
 from robbench.cli.values import (
     UsageError,
     attack_sizes,
     eot_value,
     int_tuple,
-    name_value_pairs,
     nonnegative_float,
     parse_names,
     positive_float,
@@ -71,8 +76,7 @@ def cmd_headline(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / args.dataset
     record = run_headline_named(cfg, out, device=resolve_device(args.device),
                                 data_dir=args.data_dir, batch_size=args.batch_size,
-                                quiet=args.quiet,
-                                checkpoints=name_value_pairs(args.checkpoint, "--checkpoint"))
+                                quiet=args.quiet, **file_model_options(args))
     if record is None:  # another rank of a torchrun job: rank 0 reports
         return 0
     print((out / "table.md").read_text(), end="")
@@ -104,9 +108,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default
     frame, seconds = diagnose_named(spec, args.dataset, out, config=cfg,
                                     device=resolve_device(args.device), data_dir=args.data_dir,
-                                    quiet=args.quiet,
-                                    checkpoints=name_value_pairs(args.checkpoint,
-                                                                 "--checkpoint"))
+                                    quiet=args.quiet, **file_model_options(args))
     if launched_world().main:
         print(report_verdict(frame, seconds, out))
     return 0

@@ -1,4 +1,4 @@
-"""Datasets: the embedded digits, IDX files (MNIST, Fashion-MNIST) and SVHN's .mat files."""
+"""Datasets: the embedded digits, IDX files (MNIST, Fashion-MNIST), SVHN's .mat files, CIFAR."""
 
 from robbench.data.datasets import DATASETS, DataNotFoundError, Dataset, load_dataset
 

@@ -19,6 +19,8 @@ MIRRORS: dict[str, tuple[str, ...]] = {
               "http://yann.lecun.com/exdb/mnist/"),
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     "svhn": ("http://ufldl.stanford.edu/housenumbers/",),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/",),
 }
 FILES: dict[str, dict[str, str]] = {
     "mnist": {
@@ -37,6 +39,9 @@ FILES: dict[str, dict[str, str]] = {
         "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
         "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
     },
+    # CIFAR's binary version: read without unpickling, so it is the one fetched.
+    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+    "cifar100": {"cifar-100-binary.tar.gz": "03b5dce01913d631647c71ecec9e9cb8"},
 }
 TIMEOUT_SECONDS = 30
 

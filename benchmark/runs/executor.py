@@ -30,6 +30,7 @@ from robbench.attacks.registry import (
 from robbench.attacks.target import Target
 from robbench.attacks.threat_model import perturbation_norms
 from robbench.models.model_file import display_name
+from robbench.models.normalized import input_normalization
 from robbench.models.zoo import LoadedModel
 from robbench.records.scoring import accuracy_fields
 from robbench.records.store import ADV_KEEP, SCORING, RunStore, cell_id
@@ -151,7 +152,8 @@ def _meta(config, models, targets, previous, x, y, device, batch_size, missing) 
         "scoring": SCORING,
         "checkpoints": {m: dict(models[m].checkpoint) for m in models},
         "models": {m: {"source": models[m].source, **targets[m][1].as_record(),
-                       "clean_test_accuracy": models[m].card.get("clean_test_accuracy")}
+                       "clean_test_accuracy": models[m].card.get("clean_test_accuracy"),
+                       **input_normalization(models[m].module)}
                    for m in models},
         "warnings": [targets[m][1].warning for m in models if targets[m][1].warning],
         "examples": len(x),

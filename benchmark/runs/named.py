@@ -1,8 +1,9 @@
 """Runs of models and data given by name: the thin layer in front of the executor.
 
-A model spec is a zoo name (``convnet``, ``shortrun``, a registered or installed name) or a
-file model ``PATH.py:FUNCTION[=NAME]``; the dataset is a robbench dataset name. Under
-``torchrun`` this is where the process group is joined.
+A model spec is a zoo name (``convnet``, ``shortrun``, a registered or installed name), a
+file model ``PATH.py:FUNCTION[=NAME]`` or a RobustBench model ``robustbench:...``; the
+dataset is a robbench dataset name. Under ``torchrun`` this is where the process group is
+joined.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from robbench.attacks.target import Target
 from robbench.data.datasets import DATASETS, Dataset, load_dataset
 from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
-from robbench.models.registry import default_spec, find_checkpoint
+from robbench.models.normalized import parse_normalize
+from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
+from robbench.models.robustbench_source import INSTALL, is_robustbench, load_robustbench
 from robbench.models.zoo import LoadedModel, load_named_model, model_names
 from robbench.records.store import DirectoryStore
 from robbench.runs.config import RunConfig
@@ -25,10 +28,10 @@ from robbench.runs.distributed import join_world
 from robbench.runs.executor import execute
 
 
-def checkpoint_for(spec: str, checkpoints: Mapping[str, str] | None,
-                   file_models: Sequence[str]) -> str | None:
-    """The weights file given for a file model: ``{NAME: FILE}``, or ``{"": FILE}`` when only
-    one file model is given."""
+def file_option_for(spec: str, checkpoints: Mapping[str, str] | None,
+                    file_models: Sequence[str], what: str = "--checkpoint") -> str | None:
+    """The weights file (or other per-model option ``what``) given for a file model:
+    ``{NAME: FILE}``, or ``{"": FILE}`` when only one file model is given."""
     if not checkpoints:
         return None
     name = display_name(spec)
@@ -36,31 +39,38 @@ def checkpoint_for(spec: str, checkpoints: Mapping[str, str] | None,
         return checkpoints[name]
     if "" in checkpoints:
         if len(file_models) != 1:
-            raise ValueError("--checkpoint FILE fits one file model; with several, give "
-                             "--checkpoint NAME=FILE")
+            raise ValueError(f"{what} VALUE fits one file model; with several, give "
+                             f"{what} NAME=VALUE")
         return checkpoints[""] if spec == file_models[0] else None
     return None
 
 
 def load_models(specs: Sequence[str], dataset: str, *, device: str = "cpu",
                 data_dir: str | None = None, quiet: bool = True,
-                checkpoints: Mapping[str, str] | None = None) -> dict[str, LoadedModel]:
-    """{display name: loaded model} for every spec, in order (names must be distinct)."""
+                checkpoints: Mapping[str, str] | None = None,
+                normalize: Mapping[str, str] | None = None) -> dict[str, LoadedModel]:
+    """{display name: loaded model} for every spec, in order (names must be distinct).
+    ``checkpoints`` and ``normalize`` (``MEAN/STD``) apply to file models, by name."""
     file_models = [s for s in specs if is_model_file(s)]
-    for name in checkpoints or {}:
-        if name and name not in {display_name(s) for s in file_models}:
-            raise ValueError(f"--checkpoint names model {name!r}, which no --model "
-                             "PATH.py:FUNCTION gives")
+    for what, given in (("--checkpoint", checkpoints), ("--normalize", normalize)):
+        for name in given or {}:
+            if name and name not in {display_name(s) for s in file_models}:
+                raise ValueError(f"{what} names model {name!r}, which no --model "
+                                 "PATH.py:FUNCTION gives")
     models: dict[str, LoadedModel] = {}
     for spec in specs:
         name = display_name(spec)
         if name in models:
             raise ValueError(f"model name {name!r} is given twice; name one "
                              "PATH.py:FUNCTION=NAME")
-        if is_model_file(spec):
-            models[name] = load_model_file(spec, dataset, device=device,
-                                           checkpoint=checkpoint_for(spec, checkpoints,
-                                                                     file_models))
+        if is_robustbench(spec):
+            models[name] = load_robustbench(spec, dataset, device=device)
+        elif is_model_file(spec):
+            stats = file_option_for(spec, normalize, file_models, "--normalize")
+            models[name] = load_model_file(
+                spec, dataset, device=device,
+                checkpoint=file_option_for(spec, checkpoints, file_models),
+                normalize=parse_normalize(stats) if stats else None)
         else:
             models[name] = load_named_model(spec, dataset, device=device, data_dir=data_dir,
                                             quiet=quiet)
@@ -85,14 +95,14 @@ def test_split(data: Dataset, n: int | None):
 
 def run_named(config: RunConfig, run_dir: str | Path, *, device: str = "cpu",
               batch_size: int | None = None, data_dir: str | None = None, quiet: bool = False,
-              checkpoints: Mapping[str, str] | None = None, stochastic: str | bool = "auto"
-              ) -> pd.DataFrame:
+              checkpoints: Mapping[str, str] | None = None, stochastic: str | bool = "auto",
+              normalize: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Load the config's dataset and models by name and run (or resume) it in ``run_dir``."""
     world, device = join_world(device)
     data = load_dataset(config.dataset, data_dir)
     x, y = test_split(data, config.n)
     models = load_models(config.models, config.dataset, device=device, data_dir=data_dir,
-                         quiet=quiet, checkpoints=checkpoints)
+                         quiet=quiet, checkpoints=checkpoints, normalize=normalize)
     return execute(config, models, x, y, DirectoryStore(run_dir), device=device,
                    batch_size=batch_size, quiet=quiet, stochastic=stochastic,
                    companions=transfer_sources(config, models, device, data_dir),
@@ -127,8 +137,12 @@ def run_models_listing() -> list[str]:
         for name in MODEL_NAMES:
             path = find_checkpoint(default_spec(name, dataset))
             status = (f"checkpoint {path.name}" if path else
+                      "no checkpoint shipped (a GPU recipe: robbench train --model "
+                      f"{name} --dataset {dataset})" if dataset in GPU_RECIPES else
                       "no checkpoint (trained on first use)")
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
     extra = [name for name in model_names() if name not in MODEL_NAMES]
     lines += [f"{name:9s} (registered or installed)" for name in extra]
+    lines.append("robustbench:NAME  cifar10, cifar100: RobustBench's zoo (--threat-model Linf|L2; "
+                 f"{INSTALL})")
     return lines

@@ -97,10 +97,11 @@ def diagnose_loaded(loaded: LoadedModel, data: Dataset, out_dir: str | Path, *,
 def diagnose_named(spec: str, dataset: str, out_dir: str | Path, *,
                    config: DiagnoseConfig | None = None, device: str = "cpu",
                    data_dir: str | None = None, quiet: bool = False,
-                   checkpoints: dict[str, str] | None = None) -> tuple[pd.DataFrame, float]:
+                   checkpoints: dict[str, str] | None = None,
+                   normalize: dict[str, str] | None = None) -> tuple[pd.DataFrame, float]:
     """The checklist on the model ``spec`` names (transfer from the zoo's other model)."""
     data = load_dataset(dataset, data_dir)
     (loaded,) = load_models([spec], dataset, device=device, data_dir=data_dir,
-                            checkpoints=checkpoints).values()
+                            checkpoints=checkpoints, normalize=normalize).values()
     return diagnose_loaded(loaded, data, out_dir, config=config, device=device, quiet=quiet,
                            source=transfer_source(loaded.name, dataset, device, data_dir))

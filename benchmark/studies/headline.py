@@ -199,13 +199,13 @@ def run_targets(store: DirectoryStore, models: Mapping[str, LoadedModel]) -> dic
 
 def run_headline_named(cfg: HeadlineConfig, out_dir: str | Path, *, device: str = "cpu",
                        data_dir: str | None = None, batch_size: int | None = None,
-                       quiet: bool = False, checkpoints: Mapping[str, str] | None = None
-                       ) -> dict[str, Any] | None:
+                       quiet: bool = False, checkpoints: Mapping[str, str] | None = None,
+                       normalize: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """:func:`run_headline` on the dataset and models ``cfg`` names."""
     world, device = join_world(device)
     data = load_dataset(cfg.dataset, data_dir)
     models = load_models(cfg.models, cfg.dataset, device=device, data_dir=data_dir,
-                         quiet=quiet, checkpoints=checkpoints)
+                         quiet=quiet, checkpoints=checkpoints, normalize=normalize)
     probe = RunConfig(dataset=cfg.dataset, models=list(cfg.models), attacks=list(cfg.attacks))
     return run_headline(cfg, out_dir, models, data, device=device, batch_size=batch_size,
                         quiet=quiet, world=world,
