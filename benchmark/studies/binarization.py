@@ -167,9 +167,11 @@ def mean_features(features: Features, x: torch.Tensor, draws: int) -> np.ndarray
 
 
 def fit_readout(phi: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """A nearly hard-margin logistic regression on standardised features, returned as
-    (w, b) on the raw features."""
-    centre, scale = phi.mean(0), phi.std(0) + 1e-12
+    """A nearly hard-margin logistic regression on the centred features, rescaled by one
+    common factor (per-feature scaling would give huge weights to features that barely vary
+    among the fitting points, and a binarized model steered by them); returned as (w, b) on
+    the raw features."""
+    centre, scale = phi.mean(0), phi.std() + 1e-12
     clf = LogisticRegression(C=1e6, max_iter=10_000).fit((phi - centre) / scale, labels)
     w = clf.coef_[0] / scale
     return w, float(clf.intercept_[0] - centre @ w)
