@@ -45,9 +45,9 @@ DISTANCE_TOLERANCE = 0.01
 
 @dataclass
 class BinarizationConfig:
-    """Sizes of the test. With features as narrow as the zoo's (d = 16 on digits), a readout
-    separates many inner points from one boundary point (the paper's construction), not from
-    many: the inner and boundary clouds overlap in feature space."""
+    """Sizes of the test. With features as narrow as the zoo's (d = 16 on digits), inner and
+    boundary points overlap in feature space: a readout separates many inner points from one
+    boundary point (the paper's construction), rarely from many."""
 
     n: int = 50  # correctly classified test images
     eta: float = 0.95  # inner points lie in the eta * eps ball

@@ -24,18 +24,22 @@ from robbench.studies.binarization import (
 )
 
 KEY = ["model", "dataset", "attack", "setting", "eps", "seed"]
-COLUMNS = [*KEY, "images", "valid", "invalid", "success", "success_low", "success_high",
-           "threshold", "status", "detail", "seconds"]
+COLUMNS = [*KEY, "images", "valid", "invalid", "held_out_boundary", "success", "success_low",
+           "success_high", "threshold", "status", "detail", "seconds"]
 
 
 def result_row(result: BinarizationResult, model: str, dataset: str, seed: int,
                seconds: float) -> dict:
-    """The record of one test."""
+    """The record of one test; ``held_out_boundary`` is the mean over the valid constructions
+    of the fraction of held-out boundary points their readout puts on the boundary side (the
+    larger, the easier the test)."""
+    valid = result.samples["valid"].astype(bool)
+    easy = result.samples.loc[valid, "held_out_boundary"].astype(float).mean()
     return {"model": model, "dataset": dataset, "attack": result.attack,
             "setting": result.setting, "eps": result.eps, "seed": seed,
             "images": result.valid + result.invalid, "valid": result.valid,
-            "invalid": result.invalid, "success": result.rate, "success_low": result.low,
-            "success_high": result.high, "threshold": result.threshold,
+            "invalid": result.invalid, "held_out_boundary": easy, "success": result.rate,
+            "success_low": result.low, "success_high": result.high, "threshold": result.threshold,
             "status": result.status, "detail": result.summary(), "seconds": round(seconds, 1)}
 
 
@@ -48,13 +52,15 @@ def samples_name(row: dict) -> str:
 def markdown(frame: pd.DataFrame) -> str:
     """The results table, rates in percent."""
     shown = frame.drop(columns=["detail"]).copy()
-    for col in ("success", "success_low", "success_high", "threshold"):
+    for col in ("held_out_boundary", "success", "success_low", "success_high", "threshold"):
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
     shown["status"] = shown["status"].map(lambda s: "**FAIL**" if s == "FAIL" else s)
     return ("# The binarization test (Zimmermann et al. 2022)\n\n" + shown.to_markdown(index=False)
             + "\n\nsuccess: the attack's success rate on the valid constructions (majority of "
               "R passes on a random model), with its 95% Wilson interval; PASS when the "
-              "interval reaches the threshold. Per-image outcomes: samples/.\n")
+              "interval reaches the threshold. held_out_boundary: the mean fraction of held-out "
+              "boundary points the readouts put on the boundary side (the larger, the easier "
+              "the test). Per-image outcomes: samples/.\n")
 
 
 def record_result(out_dir: str | Path, row: dict, samples: pd.DataFrame) -> Path:
@@ -70,6 +76,7 @@ def record_result(out_dir: str | Path, row: dict, samples: pd.DataFrame) -> Path
         frame = pd.concat([frame.iloc[:at], new, frame.iloc[at + 1:]], ignore_index=True)
     else:
         frame = pd.concat([frame, new], ignore_index=True)
+    frame = frame.reindex(columns=COLUMNS)  # a file of an older layout gets the current one
     atomic_write_text(out / "samples" / samples_name(row), samples.to_csv(index=False))
     atomic_write_text(path, frame.to_csv(index=False))
     atomic_write_text(out / "binarization.md", markdown(frame))
