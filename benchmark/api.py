@@ -12,6 +12,7 @@ assumed (see ``robbench.runs.detection``); the optional hooks of the model proto
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,11 +202,15 @@ def diagnose(
     device: str = "auto",
     quiet: bool = False,
     data_dir: str | None = None,
+    active: bool = True,
 ) -> pd.DataFrame:
     """The gradient-masking checklist (Carlini et al. 2019) on any model: one row per check
     with PASS, FAIL or INFO. The transfer source is ``source``, else robbench's ConvNet of
-    ``dataset``; without either that row says it was skipped."""
-    cfg = config or DiagnoseConfig()
+    ``dataset``; without either that row says it was skipped. ``active`` adds the
+    binarization test (Zimmermann et al. 2022), which runs the attack against modified models
+    with a known adversarial example (``config.binarization`` sets its attack and sizes; a
+    model without an ``embed`` or ``infer`` hook gets the row skipped)."""
+    cfg = dataclasses.replace(config or DiagnoseConfig(), active=active)
     x, y, name, classes = _images(x, y, dataset, n, data_dir)
     run_device = model_device(model, device)
     if source is None and name != CUSTOM_DATA:

@@ -16,7 +16,7 @@ from robbench.studies.diagnostics_report import write_report
 CHECKS = {"clean accuracy", "accuracy vs eps", "non-increasing in eps",
           "large eps reaches <= 5%", "convergence: steps", "convergence: EOT draws",
           "EOT by convergence", "not stronger than white-box", "worst case",
-          "gradient not vanishing"}
+          "gradient not vanishing", "binarization test (Zimmermann et al. 2022)"}
 
 
 def test_diagnostics_report_every_check(tiny_convnet, tiny_shortrun, digits, tmp_path):
@@ -38,7 +38,8 @@ def test_diagnostics_report_every_check(tiny_convnet, tiny_shortrun, digits, tmp
 
 def test_a_deterministic_model_without_hooks_or_source_gets_every_row_it_can(digits):
     """A parameter-free model: no EOT ladder (one pass is exact), transfer skipped for want of
-    a source, latent-pgd skipped for want of a hook, each with its reason."""
+    a source, latent-pgd and the binarization test skipped for want of a hook, each with its
+    reason."""
 
     class Threshold(torch.nn.Module):
         def forward(self, x):
@@ -47,9 +48,13 @@ def test_a_deterministic_model_without_hooks_or_source_gets_every_row_it_can(dig
     frame = run_diagnostics(target(Threshold()), digits.x_test, digits.y_test,
                             config=DiagnoseConfig.quick(), quiet=True)
     assert "convergence: EOT draws" not in set(frame["check"])
-    skipped = frame[frame["detail"].str.startswith("skipped")].set_index("attack")["detail"]
-    assert skipped.to_dict() == {"transfer": "skipped: no transfer source model",
-                                 "latent-pgd": "skipped: no latent hook (infer or embed)"}
+    skipped = frame[frame["detail"].str.startswith("skipped")]
+    assert set(skipped["check"]) == {"not stronger than white-box",
+                                     "binarization test (Zimmermann et al. 2022)"}
+    assert dict(zip(skipped["attack"], skipped["detail"], strict=True)) == {
+        "transfer": "skipped: no transfer source model",
+        "latent-pgd": "skipped: no latent hook (infer or embed)",
+        "eot-pgd": "skipped: no feature hook (infer or embed)"}
 
 
 def test_a_failed_check_is_loud(tmp_path):
@@ -77,4 +82,5 @@ def test_cli_diagnose_quick(tiny_convnet, tiny_shortrun, tmp_path, capsys, monke
     assert rc == 0
     out = capsys.readouterr().out
     assert "convergence: EOT draws" in out and "gradient not vanishing" in out
+    assert "binarization test (Zimmermann et al. 2022)" in out
     assert (tmp_path / "d" / "diagnostics.md").is_file()

@@ -1,11 +1,15 @@
-"""``robbench headline``, ``diagnose``, ``chains``, ``synth`` and ``unlabelled``."""
+"""``robbench headline``, ``diagnose``, ``binarization``, ``chains``, ``synth`` and
+``unlabelled``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from robbench.attacks.registry import AUTO, attack_params
 from robbench.cli.options import (
+    ATTACK_SETTINGS,
+    add_attack_settings,
     add_batch_size,
     add_common,
     add_models,
@@ -27,6 +31,8 @@ from robbench.cli.values import (
 from robbench.devices import resolve_device
 from robbench.models.model_file import display_name
 from robbench.runs.distributed import launched_world
+from robbench.studies.binarization import BinarizationConfig
+from robbench.studies.binarization_report import binarization_named
 from robbench.studies.chains import chains_study
 from robbench.studies.diagnostics import DiagnoseConfig
 from robbench.studies.diagnostics_report import diagnose_named, report_verdict
@@ -111,6 +117,53 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                                     quiet=args.quiet, **file_model_options(args))
     if launched_world().main:
         print(report_verdict(frame, seconds, out))
+    return 0
+
+
+def add_binarization(sub: argparse._SubParsersAction) -> None:
+    test = sub.add_parser("binarization", help="the binarization test (Zimmermann et al. "
+                          "2022): is the attack strong enough on this model?")
+    add_models(test, several=False, default=("shortrun",))
+    test.add_argument("--attack", default="eot-pgd",
+                      help="the attack under test (default eot-pgd with the headline's EOT 16)")
+    test.add_argument("--eps", type=positive_float, default=0.1)
+    test.add_argument("--n", type=positive_int, default=50,
+                      help="correctly classified test images to test (default 50)")
+    test.add_argument("--pool", type=positive_int, default=100,
+                      help="the first test images they are taken from (default 100)")
+    test.add_argument("--draws", type=positive_int, default=8,
+                      help="fresh passes R scoring each adversarial example of a random model")
+    test.add_argument("--threshold", type=positive_float, default=0.95,
+                      help="PASS when the success rate's interval reaches it (default 0.95)")
+    test.add_argument("--seed", type=int, default=0)
+    test.add_argument("--out", default=None, help="directory of binarization.csv (default "
+                      "results/<dataset>/diagnostics/binarization)")
+    add_attack_settings(test)
+    add_common(test)
+    test.set_defaults(func=cmd_binarization)
+
+
+def cmd_binarization(args: argparse.Namespace) -> int:
+    (spec,) = models_of(args)
+    settings = {k: getattr(args, k) for k in ATTACK_SETTINGS if getattr(args, k) is not None}
+    if args.attack == "eot-pgd":
+        settings.setdefault("eot", 16)
+    if settings.get("eot") == AUTO:
+        raise UsageError("eot 'auto' is not available in the binarization test; give a number")
+    if args.threshold > 1:
+        raise UsageError(f"threshold {args.threshold} must lie in (0, 1]")
+    attack_params(args.attack, **settings)  # an unknown attack or setting fails here
+    config = BinarizationConfig(n=args.n, threshold=args.threshold, attack=args.attack,
+                                settings=settings)
+    out = Path(args.out) if args.out else Path("results") / args.dataset / "diagnostics" / \
+        "binarization"
+    row = binarization_named(spec, args.dataset, out, eps=args.eps, config=config,
+                             pool=args.pool, draws=args.draws, seed=args.seed,
+                             device=resolve_device(args.device), data_dir=args.data_dir,
+                             quiet=args.quiet,
+                             checkpoints=name_value_pairs(args.checkpoint, "--checkpoint"))
+    print(f"{row['model']} {row['setting']} at eps {row['eps']:g}: {row['status']}; "
+          f"{row['detail']}\nwritten: {out}/binarization.csv, binarization.md, samples/")
     return 0
 
 

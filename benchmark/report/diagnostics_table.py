@@ -55,6 +55,12 @@ FAILURE_MEANINGS = (
         "numbers mean nothing until the gradient is repaired (e.g. BPDA)",
         "repair the gradient (BPDA, Athalye et al. 2018) or rely on gradient-free and "
         "transfer attacks until it is"),
+    FailureMeaning(
+        "binarization test (Zimmermann et al. 2022)", ("binarization test",),
+        "the attack failed, too often, on modified models of this model for which an "
+        "adversarial example within ε exists by construction: it is too weak for this model",
+        "strengthen the attack until it passes (more steps, more EOT draws, another loss, "
+        "BPDA through a non-differentiable step) and quote that attack's numbers"),
 )
 
 

@@ -11,31 +11,36 @@ Each check is a row with its numbers and a status (PASS, FAIL or INFO):
 - square (black box), transfer, latent-pgd and fixed-noise-pgd are not stronger than white-box
   EOT-PGD; one that is becomes the worst case and its row says so;
 - the gradient through the model is not vanishing: input-gradient norm and loss increase per
-  PGD step, next to the transfer source's.
+  PGD step, next to the transfer source's;
+- active: the binarization test (Zimmermann et al. 2022, ``robbench.studies.binarization``):
+  the attack under test must succeed against modified models of this model's own features for
+  which an adversarial example within eps exists by construction.
 
 Step sizes are 2.5 * eps / steps (Madry et al.), so short and long runs cover the same ball.
 Works on any model (a ``Target``); the transfer source is another model (by default robbench's
-ConvNet of the dataset), and an attack a model has no hook for is a row saying why it was
-skipped.
+ConvNet of the dataset), and an attack or test a model has no hook for is a row saying why it
+was skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 
 from robbench.attacks import budgets
+from robbench.attacks.adaptive import latent_missing
 from robbench.attacks.eot import eot_loss_grad
 from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.target import Target
 from robbench.records.scoring import accuracy_with_interval
 from robbench.runs.eot_auto import choose_eot
 from robbench.runs.model_contract import ModelContracts
+from robbench.studies.binarization import BinarizationConfig, run_binarization_test
 
 COLUMNS = ["check", "attack", "setting", "eps", "accuracy", "ci_low", "ci_high", "reference",
            "status", "detail"]
@@ -59,12 +64,16 @@ class DiagnoseConfig:
     draws: int = 8
     seed: int = 0
     large_eps_max: float = 0.05
+    active: bool = True  # run the binarization test
+    binarization: BinarizationConfig = field(default_factory=BinarizationConfig)
 
     @classmethod
     def quick(cls) -> DiagnoseConfig:
         """A tiny configuration for tests (seconds)."""
         return cls(n=16, eps=(0.1, 0.3), steps=3, eot=2, step_ladder=(2, 4), eot_cap=4,
-                   eot_ladder_steps=2, square_queries=20, draws=2)
+                   eot_ladder_steps=2, square_queries=20, draws=2,
+                   binarization=BinarizationConfig(n=4, settings={"eot": 2, "steps": 5},
+                                                   feature_draws=2))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -258,6 +267,23 @@ class Checks:
         return [row("gradient not vanishing", "eot-pgd", f"{cfg.steps} steps, EOT {cfg.eot}",
                     e0, None, None, verdict(ok), detail)]
 
+    def binarization(self) -> list[dict]:
+        """The binarization test at eps_ref (a skipped row without a feature hook)."""
+        cfg = self.cfg.binarization
+        check = "binarization test (Zimmermann et al. 2022)"
+        reason = latent_missing(self.target)
+        if reason is not None:
+            return [row(check, cfg.attack, "", self.cfg.eps_ref, None, None, "INFO",
+                        f"skipped: {reason.replace('latent', 'feature')}")]
+        self.log(f"binarization test ({cfg.attack} on {cfg.n} images)")
+        result = run_binarization_test(self.target, self.x, self.y, self.cfg.eps_ref,
+                                       config=cfg, draws=self.cfg.draws, seed=self.cfg.seed,
+                                       device=self.device)
+        accuracy = None if result.valid == 0 else (1 - result.rate, 1 - result.high,
+                                                   1 - result.low)
+        return [row(check, cfg.attack, result.setting, result.eps, accuracy,
+                    1 - cfg.threshold, result.status, result.summary())]
+
 
 def run_diagnostics(target: Target, x: torch.Tensor, y: torch.Tensor, *,
                     source: Target | None = None, config: DiagnoseConfig | None = None,
@@ -271,5 +297,5 @@ def run_diagnostics(target: Target, x: torch.Tensor, y: torch.Tensor, *,
     contracts = ModelContracts({target.name: target.model}, target.classes)
     with contracts.attached(), contracts.stage(target.name, "the diagnostics"):
         rows = checks.clean() + checks.eps_sweep() + checks.convergence() + checks.others()
-        rows += checks.gradients()
+        rows += checks.gradients() + (checks.binarization() if cfg.active else [])
     return pd.DataFrame(rows, columns=COLUMNS)
