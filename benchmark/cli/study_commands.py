@@ -160,8 +160,7 @@ def cmd_binarization(args: argparse.Namespace) -> int:
     row = binarization_named(spec, args.dataset, out, eps=args.eps, config=config,
                              pool=args.pool, draws=args.draws, seed=args.seed,
                              device=resolve_device(args.device), data_dir=args.data_dir,
-                             quiet=args.quiet,
-                             checkpoints=name_value_pairs(args.checkpoint, "--checkpoint"))
+                             quiet=args.quiet, **file_model_options(args))
     print(f"{row['model']} {row['setting']} at eps {row['eps']:g}: {row['status']}; "
           f"{row['detail']}\nwritten: {out}/binarization.csv, binarization.md, samples/")
     return 0

@@ -87,12 +87,13 @@ def binarization_named(spec: str, dataset: str, out_dir: str | Path, *, eps: flo
                        config: BinarizationConfig | None = None, pool: int = 100,
                        draws: int = 8, seed: int = 0, device: str = "cpu",
                        data_dir: str | None = None, quiet: bool = False,
-                       checkpoints: dict[str, str] | None = None) -> dict:
+                       checkpoints: dict[str, str] | None = None,
+                       normalize: dict[str, str] | None = None) -> dict:
     """The test on the model ``spec`` names, on the first ``config.n`` correctly classified
     of the first ``pool`` test images; its row is recorded in ``out_dir``."""
     data = load_dataset(dataset, data_dir)
     (loaded,) = load_models([spec], dataset, device=device, data_dir=data_dir, quiet=quiet,
-                            checkpoints=checkpoints).values()
+                            checkpoints=checkpoints, normalize=normalize).values()
     x, y = data.x_test[:pool].to(device), data.y_test[:pool].to(device)
     target = as_target(loaded.name, loaded.module, x, data.classes)
     start = time.perf_counter()
