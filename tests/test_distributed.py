@@ -15,7 +15,11 @@ import pytest
 import torch.distributed as dist
 from conftest import run_in
 
+from robbench.cli import build_parser
+from robbench.cli.run_commands import run_config
+from robbench.perf.scaling import DEFAULT_RUN
 from robbench.records.store import DirectoryStore
+from robbench.runs.batches import default_batch_size
 from robbench.runs.config import RunConfig
 
 # A deterministic and a random model, a plain and an EOT attack, four batches of 6.
@@ -128,3 +132,10 @@ def test_plain_python_creates_no_process_group(tmp_path):
     run_in(RunConfig(models=["convnet"], attacks=["fgsm"], eps=[0.1], n=6, draws=1),
            tmp_path / "run")
     assert not dist.is_initialized()
+
+
+def test_the_scaling_benchmark_times_the_run_a_user_types_and_the_default_shards_it():
+    args = build_parser().parse_args(["run", "--attack", "pgd", "--n", "400"])
+    assert run_config(args) == DEFAULT_RUN
+    batch = default_batch_size(DEFAULT_RUN.n)
+    assert len(range(0, DEFAULT_RUN.n, batch)) == 8  # a batch for each of 8 ranks
