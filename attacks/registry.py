@@ -55,6 +55,36 @@ _PGD_L2 = {**_PGD, "step_size": 0.1}
 _ALL = ("robbench", "torchattacks", "foolbox")
 _TWO = ("robbench", "torchattacks")
 
+_APGD_T = {"steps": 100, "targets": 9, "restarts": 1, "eot": 1, "max_batch": None}
+_FAB_T = {"steps": 100, "targets": 9, "eot": 1, "max_batch": None}
+_AUTOATTACK = {"steps": 100, "targets": 9, "n_queries": 5000, "eot": 20, "max_batch": None}
+_SUFFIX = {"linf": "", "l2": "-l2", "l1": "-l1"}
+_BUDGETS = {"linf": budgets.LINF, "l2": budgets.L2, "l1": budgets.L1}
+_LABEL = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+
+
+def _targeted_and_autoattack() -> dict[str, AttackSpec]:
+    """apgd-t, fab-t and autoattack (the standard version) at L-inf, L2 and L1."""
+    out = {}
+    for norm, suffix in _SUFFIX.items():
+        label, eps = _LABEL[norm], _BUDGETS[norm]
+        out[f"apgd-t{suffix}"] = AttackSpec(
+            f"apgd-t{suffix}", norm, f"APGD-T {label} (Croce & Hein 2020): targeted DLR, 9 "
+            "runner-up classes, 100 steps each", dict(_APGD_T),
+            _on("robbench", function="apgd_t"), default_eps=eps)
+        out[f"fab-t{suffix}"] = AttackSpec(
+            f"fab-t{suffix}", norm, f"FAB-T {label} (Croce & Hein 2020): minimal-norm targeted "
+            "boundary attack, 9 runner-up classes, 100 steps each", dict(_FAB_T),
+            _on("robbench", function="fab_t"), default_eps=eps)
+        parts = ("APGD-CE x5, APGD-T (5 classes), FAB-T" if norm == "l1" else
+                 "APGD-CE, APGD-T, FAB-T, Square-5000")
+        out[f"autoattack{suffix}"] = AttackSpec(
+            f"autoattack{suffix}", norm, f"AutoAttack standard {label} (Croce & Hein 2020): "
+            f"{parts}, each on the survivors", dict(_AUTOATTACK),
+            _on("robbench", function="autoattack"), default_eps=eps)
+    return out
+
+
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
                        {"eot": 1, "loss": "ce", "max_batch": None}, _on(*_ALL, function="fgsm")),
@@ -82,6 +112,11 @@ ATTACKS: dict[str, AttackSpec] = {
                                   "implementation runs it: APGD-CE + APGD-DLR, 100 steps, EOT 20",
                                   {"steps": 100, "eot": 20, "max_batch": None},
                                   _on(*_TWO, function="autoattack_rand")),
+    "apgd-l1": AttackSpec("apgd-l1", "l1", "APGD-CE at L1 (Croce & Hein 2021), 100 steps, "
+                          "adaptive sparsity", {"steps": 100, "restarts": 1, "eot": 1,
+                                                "loss": "ce", "max_batch": None},
+                          _on("robbench", function="apgd"), default_eps=budgets.L1),
+    **_targeted_and_autoattack(),
     "square": AttackSpec("square", "linf", "Square attack (Andriushchenko et al. 2020), "
                          "score-based black box, 1,000 queries",
                          {"n_queries": 1000, "restarts": 1, "eot": 1, "max_batch": None},

@@ -26,6 +26,8 @@ ATTACK_OPTIONS: dict[str, dict] = {
     "--kappa": dict(type=nonnegative_float, help="CW confidence"),
     "--lr": dict(type=nonnegative_float, help="CW learning rate"),
     "--n-queries": dict(type=positive_int, dest="n_queries"),
+    "--targets": dict(type=positive_int, help="target classes of APGD-T and FAB-T (the runner-up "
+                      "classes of the clean logits, in turn)"),
     "--max-batch": dict(type=positive_int, dest="max_batch",
                         help="rows (images x noise draws) per pass through the model; default "
                              "on a CPU 2^19 pixels' worth (e.g. 668 rows of 28x28), on a GPU "
