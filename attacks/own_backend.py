@@ -47,10 +47,11 @@ def fgsm(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
 
 
 def cw(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """Carlini & Wagner (2017) L2 with one constant c; robust at eps if no adversarial example
-    lies within it."""
-    return cw_l2(target, x, y, eps_list, c=params["c"], kappa=params["kappa"],
-                 steps=params["steps"], lr=params["lr"], eot=params.get("eot", 1),
+    """Carlini & Wagner (2017) L2 with its binary search over c; robust at eps if no adversarial
+    example lies within it."""
+    return cw_l2(target, x, y, eps_list, c=params["c"], search_steps=params["search_steps"],
+                 kappa=params["kappa"], steps=params["steps"], lr=params["lr"],
+                 eot=params.get("eot", 1),
                  stochastic=target.stochastic, max_batch=params.get("max_batch"))
 
 

@@ -22,7 +22,10 @@ ATTACK_OPTIONS: dict[str, dict] = {
     "--last-iterate": dict(dest="best_iterate", action="store_false", default=None,
                            help="PGD on a random model returns its last iterate instead of "
                                 "each example's best (to measure what the best iterate adds)"),
-    "--c": dict(type=nonnegative_float, help="CW trade-off constant"),
+    "--c": dict(type=nonnegative_float, help="CW trade-off constant (its first value, with the "
+                "binary search)"),
+    "--search-steps": dict(type=positive_int, dest="search_steps",
+                           help="CW binary-search steps over c (1: c stays fixed)"),
     "--kappa": dict(type=nonnegative_float, help="CW confidence"),
     "--lr": dict(type=nonnegative_float, help="CW learning rate"),
     "--n-queries": dict(type=positive_int, dest="n_queries"),
