@@ -1,8 +1,9 @@
 """Attack registry: attacks by name, with literature defaults, backends and threat models.
 
-Every attack runs on robbench's own implementation by default (``robbench``); torchattacks
-and foolbox are optional backends (extras ``robbench[torchattacks]``, ``robbench[foolbox]``)
-for the attacks they offer, imported only when chosen.
+Every attack runs on robbench's own implementation by default (``robbench``); torchattacks,
+foolbox and Croce & Hein's AutoAttack code are optional backends (extras
+``robbench[torchattacks]``, ``robbench[foolbox]``, ``robbench[autoattack]``) for the attacks
+they offer, imported only when chosen.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from robbench.attacks.target import Target
 from robbench.attacks.threat_model import check_threat_model
 
 CraftFn = Callable[..., list[torch.Tensor]]
-BACKENDS = ("robbench", "torchattacks", "foolbox")
+BACKENDS = ("robbench", "torchattacks", "foolbox", "autoattack")
 DEFAULT_BACKEND = "robbench"
 _MODULES = {"robbench": "robbench.attacks.own_backend",
             "torchattacks": "robbench.attacks.torchattacks_backend",
-            "foolbox": "robbench.attacks.foolbox_backend"}
+            "foolbox": "robbench.attacks.foolbox_backend",
+            "autoattack": "robbench.attacks.autoattack_backend"}
 _ADAPTIVE = "robbench.attacks.adaptive"
 AUTO = "auto"
 """``eot`` = auto: the number of noise draws is chosen by convergence (``robbench.runs``)."""
@@ -54,6 +56,8 @@ _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restart
 _PGD_L2 = {**_PGD, "step_size": 0.1}
 _ALL = ("robbench", "torchattacks", "foolbox")
 _TWO = ("robbench", "torchattacks")
+_REF = ("robbench", "autoattack")
+_THREE = ("robbench", "torchattacks", "autoattack")
 
 _APGD_T = {"steps": 100, "targets": 9, "restarts": 1, "eot": 1, "max_batch": None}
 _FAB_T = {"steps": 100, "targets": 9, "eot": 1, "max_batch": None}
@@ -71,17 +75,17 @@ def _targeted_and_autoattack() -> dict[str, AttackSpec]:
         out[f"apgd-t{suffix}"] = AttackSpec(
             f"apgd-t{suffix}", norm, f"APGD-T {label} (Croce & Hein 2020): targeted DLR, 9 "
             "runner-up classes, 100 steps each", dict(_APGD_T),
-            _on("robbench", function="apgd_t"), default_eps=eps)
+            _on(*_REF, function="apgd_t"), default_eps=eps)
         out[f"fab-t{suffix}"] = AttackSpec(
             f"fab-t{suffix}", norm, f"FAB-T {label} (Croce & Hein 2020): minimal-norm targeted "
             "boundary attack, 9 runner-up classes, 100 steps each", dict(_FAB_T),
-            _on("robbench", function="fab_t"), default_eps=eps)
+            _on(*_REF, function="fab_t"), default_eps=eps)
         parts = ("APGD-CE x5, APGD-T (5 classes), FAB-T" if norm == "l1" else
                  "APGD-CE, APGD-T, FAB-T, Square-5000")
         out[f"autoattack{suffix}"] = AttackSpec(
             f"autoattack{suffix}", norm, f"AutoAttack standard {label} (Croce & Hein 2020): "
             f"{parts}, each on the survivors", dict(_AUTOATTACK),
-            _on("robbench", function="autoattack"), default_eps=eps)
+            _on(*_REF, function="autoattack"), default_eps=eps)
     return out
 
 
@@ -107,21 +111,21 @@ ATTACKS: dict[str, AttackSpec] = {
                              _on("robbench", function="pgd_steps"), default_eps=budgets.L2),
     "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020), 100 steps",
                        {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "max_batch": None},
-                       _on(*_TWO, function="apgd")),
+                       _on(*_THREE, function="apgd")),
     "autoattack-rand": AttackSpec("autoattack-rand", "linf",
                                   "AutoAttack 'rand' for randomised defenses, as the reference "
                                   "implementation runs it: APGD-CE + APGD-DLR, 100 steps, EOT 20",
                                   {"steps": 100, "eot": 20, "max_batch": None},
-                                  _on(*_TWO, function="autoattack_rand")),
+                                  _on(*_THREE, function="autoattack_rand")),
     "apgd-l1": AttackSpec("apgd-l1", "l1", "APGD-CE at L1 (Croce & Hein 2021), 100 steps, "
                           "adaptive sparsity", {"steps": 100, "restarts": 1, "eot": 1,
                                                 "loss": "ce", "max_batch": None},
-                          _on("robbench", function="apgd"), default_eps=budgets.L1),
+                          _on(*_REF, function="apgd"), default_eps=budgets.L1),
     **_targeted_and_autoattack(),
     "square": AttackSpec("square", "linf", "Square attack (Andriushchenko et al. 2020), "
                          "score-based black box, 1,000 queries",
                          {"n_queries": 1000, "restarts": 1, "eot": 1, "max_batch": None},
-                         _on(*_TWO, function="square")),
+                         _on(*_THREE, function="square")),
     "latent-pgd": AttackSpec("latent-pgd", "linf", "PGD L-inf pulling the model's latent "
                              "toward the nearest other class's mean latent, with EOT",
                              {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 8,

@@ -86,8 +86,9 @@ def add_attack_settings(p: argparse.ArgumentParser) -> None:
 
 def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
-                   help="robbench's own attacks (default), or torchattacks / foolbox for the "
-                        "attacks they offer (extras robbench[torchattacks], robbench[foolbox])")
+                   help="robbench's own attacks (default), or torchattacks / foolbox / "
+                        "autoattack (Croce & Hein's code) for the attacks they offer (extras "
+                        "robbench[torchattacks], robbench[foolbox], robbench[autoattack])")
 
 
 def models_of(args: argparse.Namespace) -> list[str]:
