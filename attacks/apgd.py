@@ -17,13 +17,23 @@ checks one step later). Condition 2 is the paper's at every checkpoint, the firs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 
 import torch
 
-from robbench.attacks.eot import LOSSES, LossFn, attack_score, eot_loss_grad
+from robbench.attacks.apgd_l1 import l1_single_run
+from robbench.attacks.eot import (
+    LOSSES,
+    LossFn,
+    attack_score,
+    eot_loss_grad,
+    targeted_dlr_loss,
+)
 from robbench.attacks.pgd import project
+
+NORMS = ("linf", "l2", "l1")
+Run = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,29 +74,29 @@ def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / _shape(grad.flatten(1).norm(dim=1) + 1e-12, grad)
 
 
+def _evaluator(model: Model, y: torch.Tensor, loss_fn: LossFn, eot: int,
+               max_batch: int | None, targets: torch.Tensor | None):
+    """evaluate(point, with_grad) -> (EOT-mean loss, gradient direction, fooled fraction)."""
+    def evaluate(point: torch.Tensor, with_grad: bool = True):
+        return eot_loss_grad(model, point, y, eot=eot, loss_fn=loss_fn, max_batch=max_batch,
+                             with_grad=with_grad, direction_only=True, targets=targets)
+    return evaluate
+
+
 def _single_run(
-    model: Model,
+    evaluate: Callable,
     x: torch.Tensor,
-    y: torch.Tensor,
     eps: float,
     norm: str,
     steps: int,
-    loss_fn: LossFn,
-    eot: int,
-    max_batch: int | None,
     rho: float,
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One APGD run: (best iterate by ``attack_score``, its score, its fraction of draws
-    misclassified). Every iterate x^(0..N) is scored by the EOT pass that takes its gradient
-    (the last one by a no-grad pass)."""
+    """One APGD run (L-inf or L2): (best iterate by ``attack_score``, its score, its fraction of
+    draws misclassified). Every iterate x^(0..N) is scored by the EOT pass that takes its
+    gradient (the last one by a no-grad pass)."""
     n = x.shape[0]
     eps_t = torch.full((n,), eps, dtype=x.dtype, device=x.device)
-
-    def evaluate(point: torch.Tensor, with_grad: bool = True):
-        return eot_loss_grad(model, point, y, eot=eot, loss_fn=loss_fn, max_batch=max_batch,
-                             with_grad=with_grad, direction_only=True)
-
     x_adv = _start(x, eps, norm)
     loss, grad, fooled = evaluate(x_adv, with_grad=steps > 0)
     best, best_score, best_fooled = x_adv.clone(), attack_score(loss, fooled), fooled.clone()
@@ -137,6 +147,43 @@ def _single_run(
     return best, best_score, best_fooled
 
 
+def best_over_runs(x: torch.Tensor, runs: Iterable[Run], stochastic: bool) -> torch.Tensor:
+    """Each example's best candidate over ``runs`` (each maps example indices to (candidates,
+    scores, fooled fractions)) by ``attack_score``. A deterministic model runs each only on the
+    examples not yet fooled (as the reference does); a stochastic one runs all every time."""
+    n = x.shape[0]
+    best = x.clone()
+    best_score = torch.full((n,), -float("inf"), device=x.device)
+    fooled = torch.zeros(n, device=x.device)
+    for run in runs:
+        todo = torch.ones(n, dtype=torch.bool, device=x.device) if stochastic else fooled < 1
+        idx = todo.nonzero().flatten()
+        if len(idx) == 0:
+            break
+        adv, score, run_fooled = run(idx)
+        better = score > best_score[idx]
+        keep = idx[better]
+        best[keep], best_score[keep], fooled[keep] = adv[better], score[better], run_fooled[better]
+    return best
+
+
+def _run(model: Model, x, y, eps, norm, steps, loss_fn, eot, max_batch, rho, alpha,
+         large_eps, targets=None) -> Run:
+    """One APGD run on the examples ``idx`` (at L1, :func:`l1_single_run`)."""
+    def run(idx: torch.Tensor):
+        chosen = None if targets is None else targets[idx]
+        evaluate = _evaluator(model, y[idx], loss_fn, eot, max_batch, chosen)
+        if norm == "l1":
+            return l1_single_run(evaluate, x[idx], eps, steps, large_eps)
+        return _single_run(evaluate, x[idx], eps, norm, steps, rho, alpha)
+    return run
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r} is unknown; allowed: {', '.join(NORMS)}")
+
+
 def apgd(
     model: Model,
     x: torch.Tensor,
@@ -152,8 +199,10 @@ def apgd(
     max_batch: int | None = None,
     rho: float = 0.75,
     alpha: float = 0.75,
+    large_eps: bool = False,
 ) -> torch.Tensor:
-    """APGD-CE / APGD-DLR (Croce & Hein 2020) at L-inf or L2 with batched EOT over ``eot`` draws.
+    """APGD-CE / APGD-DLR (Croce & Hein 2020) at L-inf or L2, and at L1 (Croce & Hein 2021,
+    :mod:`robbench.attacks.apgd_l1`), with batched EOT over ``eot`` draws.
 
     Step size 2 eps, halved at the checkpoints ``apgd_checkpoints(steps)`` (then the iterate
     restarts from the max-loss point); momentum ``alpha`` from the second step. Each example
@@ -161,22 +210,45 @@ def apgd(
     loss): on a deterministic model an example misclassified at any iterate is returned
     misclassified. Restarts: a deterministic model reruns only the examples not yet fooled
     (as the reference does); a stochastic one reruns all and keeps each example's best.
+    ``large_eps`` (L1 only): AutoAttack-L1's stages at 3 eps, 2 eps, eps.
     """
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm {norm!r} is unknown; allowed: linf, l2")
-    loss_fn = LOSSES[loss]
-    n = x.shape[0]
-    best = x.clone()
-    best_score = torch.full((n,), -float("inf"), device=x.device)
-    fooled = torch.zeros(n, device=x.device)
-    for _ in range(restarts):
-        todo = torch.ones(n, dtype=torch.bool, device=x.device) if stochastic else fooled < 1
-        idx = todo.nonzero().flatten()
-        if len(idx) == 0:
-            break
-        adv, score, run_fooled = _single_run(model, x[idx], y[idx], eps, norm, steps, loss_fn,
-                                             eot, max_batch, rho, alpha)
-        better = score > best_score[idx]
-        keep = idx[better]
-        best[keep], best_score[keep], fooled[keep] = adv[better], score[better], run_fooled[better]
-    return best
+    _check_norm(norm)
+    run = _run(model, x, y, eps, norm, steps, LOSSES[loss], eot, max_batch, rho, alpha,
+               large_eps)
+    return best_over_runs(x, [run] * restarts, stochastic)
+
+
+def ranked_classes(model: Model, x: torch.Tensor, eot: int = 1,
+                   max_batch: int | None = None) -> torch.Tensor:
+    """Classes by mean logit over ``eot`` draws on ``x``, highest first (one row per example)."""
+    step = max_batch or max(len(x), 1)
+    with torch.no_grad():
+        total = sum(torch.cat([model(x[lo:lo + step]) for lo in range(0, len(x), step)])
+                    for _ in range(eot))
+    return total.argsort(dim=1, descending=True)
+
+
+def apgd_targeted(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 100,
+    targets: int = 9,
+    eot: int = 1,
+    restarts: int = 1,
+    stochastic: bool = False,
+    max_batch: int | None = None,
+    large_eps: bool = False,
+) -> torch.Tensor:
+    """APGD-T (Croce & Hein 2020, Sec. 4): APGD on the targeted DLR loss, once per target class,
+    the ``targets`` runner-up classes of the clean input's (EOT-mean) logits in turn, each with
+    ``restarts`` runs; same scoring and restart rule as :func:`apgd`."""
+    _check_norm(norm)
+    ranked = ranked_classes(model, x, eot, max_batch)
+    runs = [_run(model, x, y, eps, norm, steps, targeted_dlr_loss, eot, max_batch, 0.75, 0.75,
+                 large_eps, targets=ranked[:, k])
+            for k in range(1, min(targets, ranked.shape[1] - 1) + 1) for _ in range(restarts)]
+    return best_over_runs(x, runs, stochastic)

@@ -10,6 +10,8 @@ L2 = (0.5, 1.0, 2.0)
 """L2 budgets of PGD-L2, EOT-PGD-L2 and CW-L2 in `robbench run`."""
 L2_HEADLINE = (1.0, 2.0)
 """L2 budgets of the headline."""
+L1 = (2.0, 5.0, 10.0)
+"""L1 budgets of APGD-L1 and AutoAttack-L1 in `robbench run` (10 is the MNIST literature's)."""
 DIAGNOSTIC_LINF = (0.05, 0.1, 0.2, 0.3)
 """The diagnostics' sweep: robust accuracy must not increase along it."""
 DIAGNOSTIC_LARGE = (0.5, 1.0)

@@ -14,6 +14,7 @@ the committed GPU runs used one pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -46,6 +47,23 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, LossFn] = {"ce": cross_entropy_loss, "margin": margin_loss, "dlr": dlr_loss}
 
 
+def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor
+                      ) -> torch.Tensor:
+    """Per-example targeted DLR loss (Croce & Hein 2020, Sec. 3.2), which APGD-T maximises:
+    -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12) for target class t (at least 4
+    classes). Invariant to shifting and rescaling the logits."""
+    ranked = logits.sort(dim=1, descending=True).values
+    gap = logits.gather(1, target[:, None])[:, 0] - logits.gather(1, y[:, None])[:, 0]
+    return gap / (ranked[:, 0] - (ranked[:, 2] + ranked[:, 3]) / 2 + 1e-12)
+
+
+def targeted_margin(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor
+                    ) -> torch.Tensor:
+    """z_t - z_y per example: the decision function between the true class and the target
+    (positive once the target outranks the true class), which FAB-T linearises."""
+    return logits.gather(1, target[:, None])[:, 0] - logits.gather(1, y[:, None])[:, 0]
+
+
 def attack_score(loss: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor:
     """Per-example score of an adversarial candidate measured by one EOT pass: the fraction of
     draws misclassified, ties broken by the mean loss (lexicographic while eot < 500). Attacks
@@ -75,6 +93,7 @@ def eot_loss_grad(
     max_batch: int | None = None,
     with_grad: bool = True,
     direction_only: bool = False,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Mean over ``eot`` noise draws of the per-example loss and of its input gradient.
 
@@ -89,6 +108,8 @@ def eot_loss_grad(
     taken in float64 and its gradient reaches the model rescaled per example, with one factor
     for all of an example's draws, so that neither a saturated float32 softmax nor float32
     underflow in the backward zeroes the step, and the draws keep their weights in the mean.
+
+    ``targets`` (one class per example) go to a targeted loss as its third argument.
     """
     n = x.shape[0]
     cap = rows_per_pass(x, max_batch)
@@ -103,7 +124,8 @@ def eot_loss_grad(
         m = min(draws_per_pass, eot - done)
         for lo in range(0, n, span):
             part = slice(lo, lo + span)
-            losses, wrong, g = _draws_pass(model, x[part], y[part], m, loss_fn, with_grad, wide)
+            fn = loss_fn if targets is None else partial(loss_fn, target=targets[part].repeat(m))
+            losses, wrong, g = _draws_pass(model, x[part], y[part], m, fn, with_grad, wide)
             loss_sum[part] += losses
             fooled[part] += wrong
             if g is not None:

@@ -71,11 +71,12 @@ def pgd_steps(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor
 
 
 def cw(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """foolbox ``L2CarliniWagnerAttack`` (one constant c, one binary-search step); the minimal
-    perturbation is kept where its L2 norm is within eps, else the clean image."""
+    """foolbox ``L2CarliniWagnerAttack`` with the binary search over c (``search_steps`` from
+    ``c``, early abort); the minimal perturbation is kept where its L2 norm is within eps, else
+    the clean image."""
     attack = fb.attacks.L2CarliniWagnerAttack(
-        binary_search_steps=params.get("binary_search_steps", 1), steps=params["steps"],
+        binary_search_steps=params["search_steps"], steps=params["steps"],
         stepsize=params["lr"], confidence=params["kappa"], initial_const=params["c"],
-        abort_early=False)
+        abort_early=params["search_steps"] > 1)
     raw, _, _ = attack(_fmodel(target, x, params), x, y, epsilons=None)
     return within_budget(x, raw.detach(), eps_list, norm)

@@ -1,8 +1,9 @@
 """Attack registry: attacks by name, with literature defaults, backends and threat models.
 
-Every attack runs on robbench's own implementation by default (``robbench``); torchattacks
-and foolbox are optional backends (extras ``robbench[torchattacks]``, ``robbench[foolbox]``)
-for the attacks they offer, imported only when chosen.
+Every attack runs on robbench's own implementation by default (``robbench``); torchattacks,
+foolbox and Croce & Hein's AutoAttack code are optional backends (extras
+``robbench[torchattacks]``, ``robbench[foolbox]``, ``robbench[autoattack]``) for the attacks
+they offer, imported only when chosen.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from robbench.attacks.target import Target
 from robbench.attacks.threat_model import check_threat_model
 
 CraftFn = Callable[..., list[torch.Tensor]]
-BACKENDS = ("robbench", "torchattacks", "foolbox")
+BACKENDS = ("robbench", "torchattacks", "foolbox", "autoattack")
 DEFAULT_BACKEND = "robbench"
 _MODULES = {"robbench": "robbench.attacks.own_backend",
             "torchattacks": "robbench.attacks.torchattacks_backend",
-            "foolbox": "robbench.attacks.foolbox_backend"}
+            "foolbox": "robbench.attacks.foolbox_backend",
+            "autoattack": "robbench.attacks.autoattack_backend"}
 _ADAPTIVE = "robbench.attacks.adaptive"
 AUTO = "auto"
 """``eot`` = auto: the number of noise draws is chosen by convergence (``robbench.runs``)."""
@@ -54,6 +56,38 @@ _PGD = {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 1, "restart
 _PGD_L2 = {**_PGD, "step_size": 0.1}
 _ALL = ("robbench", "torchattacks", "foolbox")
 _TWO = ("robbench", "torchattacks")
+_REF = ("robbench", "autoattack")
+_THREE = ("robbench", "torchattacks", "autoattack")
+
+_APGD_T = {"steps": 100, "targets": 9, "restarts": 1, "eot": 1, "max_batch": None}
+_FAB_T = {"steps": 100, "targets": 9, "eot": 1, "max_batch": None}
+_AUTOATTACK = {"steps": 100, "targets": 9, "n_queries": 5000, "eot": 20, "max_batch": None}
+_SUFFIX = {"linf": "", "l2": "-l2", "l1": "-l1"}
+_BUDGETS = {"linf": budgets.LINF, "l2": budgets.L2, "l1": budgets.L1}
+_LABEL = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+
+
+def _targeted_and_autoattack() -> dict[str, AttackSpec]:
+    """apgd-t, fab-t and autoattack (the standard version) at L-inf, L2 and L1."""
+    out = {}
+    for norm, suffix in _SUFFIX.items():
+        label, eps = _LABEL[norm], _BUDGETS[norm]
+        out[f"apgd-t{suffix}"] = AttackSpec(
+            f"apgd-t{suffix}", norm, f"APGD-T {label} (Croce & Hein 2020): targeted DLR, 9 "
+            "runner-up classes, 100 steps each", dict(_APGD_T),
+            _on(*_REF, function="apgd_t"), default_eps=eps)
+        out[f"fab-t{suffix}"] = AttackSpec(
+            f"fab-t{suffix}", norm, f"FAB-T {label} (Croce & Hein 2020): minimal-norm targeted "
+            "boundary attack, 9 runner-up classes, 100 steps each", dict(_FAB_T),
+            _on(*_REF, function="fab_t"), default_eps=eps)
+        parts = ("APGD-CE x5, APGD-T (5 classes), FAB-T" if norm == "l1" else
+                 "APGD-CE, APGD-T, FAB-T, Square-5000")
+        out[f"autoattack{suffix}"] = AttackSpec(
+            f"autoattack{suffix}", norm, f"AutoAttack standard {label} (Croce & Hein 2020): "
+            f"{parts}, each on the survivors", dict(_AUTOATTACK),
+            _on(*_REF, function="autoattack"), default_eps=eps)
+    return out
+
 
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("fgsm", "linf", "FGSM, one signed-gradient step (Goodfellow et al. 2015)",
@@ -63,10 +97,11 @@ ATTACKS: dict[str, AttackSpec] = {
     "pgd-l2": AttackSpec("pgd-l2", "l2", "PGD L2, 40 steps of 0.1, random start",
                          dict(_PGD_L2), _on(*_ALL, function="pgd_steps"),
                          default_eps=budgets.L2),
-    "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2 (c=1, kappa=0, 100 steps, lr 0.01); "
-                     "robust if no adversarial example within eps",
-                     {"c": 1.0, "kappa": 0.0, "steps": 100, "lr": 0.01, "eot": 1,
-                      "max_batch": None},
+    "cw": AttackSpec("cw", "l2", "Carlini-Wagner L2: binary search over c (9 steps from "
+                     "1e-3, early abort), 1,000 Adam steps of lr 0.01 per search step (the "
+                     "paper: up to 10,000), kappa=0; robust if no adversarial example within "
+                     "eps", {"c": 1e-3, "search_steps": 9, "kappa": 0.0, "steps": 1000,
+                             "lr": 0.01, "eot": 1, "max_batch": None},
                      _on(*_ALL, function="cw"), default_eps=budgets.L2),
     "eot-pgd": AttackSpec("eot-pgd", "linf", "PGD L-inf averaging each gradient over noise "
                           "draws in one batched pass (EOT; draws chosen by convergence)",
@@ -76,16 +111,21 @@ ATTACKS: dict[str, AttackSpec] = {
                              _on("robbench", function="pgd_steps"), default_eps=budgets.L2),
     "apgd": AttackSpec("apgd", "linf", "APGD-CE (Croce & Hein 2020), 100 steps",
                        {"steps": 100, "restarts": 1, "eot": 1, "loss": "ce", "max_batch": None},
-                       _on(*_TWO, function="apgd")),
+                       _on(*_THREE, function="apgd")),
     "autoattack-rand": AttackSpec("autoattack-rand", "linf",
                                   "AutoAttack 'rand' for randomised defenses, as the reference "
                                   "implementation runs it: APGD-CE + APGD-DLR, 100 steps, EOT 20",
                                   {"steps": 100, "eot": 20, "max_batch": None},
-                                  _on(*_TWO, function="autoattack_rand")),
+                                  _on(*_THREE, function="autoattack_rand")),
+    "apgd-l1": AttackSpec("apgd-l1", "l1", "APGD-CE at L1 (Croce & Hein 2021), 100 steps, "
+                          "adaptive sparsity", {"steps": 100, "restarts": 1, "eot": 1,
+                                                "loss": "ce", "max_batch": None},
+                          _on(*_REF, function="apgd"), default_eps=budgets.L1),
+    **_targeted_and_autoattack(),
     "square": AttackSpec("square", "linf", "Square attack (Andriushchenko et al. 2020), "
                          "score-based black box, 1,000 queries",
                          {"n_queries": 1000, "restarts": 1, "eot": 1, "max_batch": None},
-                         _on(*_TWO, function="square")),
+                         _on(*_THREE, function="square")),
     "latent-pgd": AttackSpec("latent-pgd", "linf", "PGD L-inf pulling the model's latent "
                              "toward the nearest other class's mean latent, with EOT",
                              {"steps": 40, "step_size": 0.01, "random_start": True, "eot": 8,

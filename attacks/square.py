@@ -27,11 +27,13 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def square_p(iteration: int, n_queries: int, p_init: float = 0.8) -> float:
+def square_p(iteration: int, n_queries: int, p_init: float = 0.8, rescaled: bool = True
+             ) -> float:
     """The fraction p of pixels a square covers at ``iteration`` (0-based, after the initial
     query): p_init halved at each of the paper's iterations 10, 50, 200, ..., 8000 of 10,000,
-    rescaled to a budget of ``n_queries`` as the reference implementation does."""
-    it = int(iteration / n_queries * 10000)
+    rescaled to a budget of ``n_queries`` as the reference implementation does (AutoAttack's
+    standard version does not rescale: ``rescaled`` False)."""
+    it = int(iteration / n_queries * 10000) if rescaled else iteration
     return p_init / 2 ** sum(it > h for h in P_HALVINGS)
 
 
@@ -89,6 +91,7 @@ def _single_run(
     eot: int,
     stochastic: bool,
     max_batch: int | None,
+    rescaled: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One run of ``n_queries`` queries per example (fewer for a deterministic model's examples
     once they are misclassified): (best accepted point by ``attack_score``, its score, its
@@ -118,7 +121,7 @@ def _single_run(
         idx = active.nonzero().flatten()
         if len(idx) == 0:
             break
-        p = square_p(i, n_queries, p_init)
+        p = square_p(i, n_queries, p_init, rescaled)
         side = round(math.sqrt(p * h * w))  # p of the pixels: p * n_features / c
         if norm == "linf":
             x_new = _linf_candidate(x[idx], x_cur[idx], eps, min(max(side, 1), h - 1, w - 1))
@@ -213,6 +216,7 @@ def square(
     restarts: int = 1,
     stochastic: bool = False,
     max_batch: int | None = None,
+    rescaled: bool = True,
 ) -> torch.Tensor:
     """Square Attack (Andriushchenko et al. 2020), L-inf or L2, from margin-loss queries only.
 
@@ -222,6 +226,7 @@ def square(
     Stochastic: every example spends the whole budget (no early stop on a lucky draw) and
     returns its best accepted point by ``attack_score``. Restarts: a deterministic model reruns
     the examples not yet fooled, a stochastic one all of them, keeping each example's best.
+    ``rescaled``: the p schedule rescaled to ``n_queries`` (see :func:`square_p`).
     """
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm {norm!r} is unknown; allowed: linf, l2")
@@ -236,7 +241,7 @@ def square(
             if len(idx) == 0:
                 break
             adv, score, run_fooled = _single_run(model, x[idx], y[idx], eps, norm, n_queries,
-                                                 p_init, eot, stochastic, max_batch)
+                                                 p_init, eot, stochastic, max_batch, rescaled)
             better = score > best_score[idx]
             keep = idx[better]
             best[keep], best_score[keep] = adv[better], score[better]

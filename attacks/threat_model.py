@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l1")
 TOLERANCE = 1e-6
 
 
@@ -13,12 +13,14 @@ class ThreatModelViolation(RuntimeError):
 
 
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-example norm of x_adv - x (L-infinity or L2 over all pixels)."""
+    """Per-example norm of x_adv - x (L-infinity, L2 or L1 over all pixels)."""
     delta = (x_adv - x).flatten(1)
     if norm == "linf":
         return delta.abs().amax(1)
     if norm == "l2":
         return delta.norm(p=2, dim=1)
+    if norm == "l1":
+        return delta.abs().sum(1)
     raise ValueError(f"norm {norm!r} is unknown; allowed: {', '.join(NORMS)}")
 
 

@@ -58,7 +58,12 @@ def pgd_steps(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor
 
 
 def cw(target: Target, x, y, eps_list, norm, params) -> list[torch.Tensor]:
-    """``torchattacks.CW`` (one constant c); robust at eps if no adversarial example within."""
+    """``torchattacks.CW`` (one constant c: ``--search-steps 1``); robust at eps if no
+    adversarial example within."""
+    if params["search_steps"] != 1:
+        raise ValueError(f"torchattacks' CW runs one constant c, not a binary search of "
+                         f"{params['search_steps']} steps; use --search-steps 1 (with --c), or "
+                         "--backend robbench or foolbox")
     attack = torchattacks.CW(target.model, c=params["c"], kappa=params["kappa"],
                              steps=params["steps"], lr=params["lr"])
     return within_budget(x, attack(x, y), eps_list, norm)

@@ -113,7 +113,8 @@ def test_apgd_within_two_points_of_torchattacks(convnet_case, norm, eps, loss):
 def test_cw_l2_within_two_points_of_torchattacks_and_foolbox(convnet_case):
     model, x, y = convnet_case
     eps = 1.0
-    (ours,) = cw_l2(model, x, y, [eps], c=1.0, kappa=0.0, steps=100, lr=0.01)
+    (ours,) = cw_l2(model, x, y, [eps], c=1.0, search_steps=1, kappa=0.0, steps=100, lr=0.01,
+                    abort_early=False)
     ta = _within_budget(x, torchattacks.CW(model, c=1.0, kappa=0.0, steps=100, lr=0.01)(x, y),
                         eps)
     attack = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=1, steps=100, stepsize=0.01,

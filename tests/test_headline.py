@@ -8,24 +8,39 @@ import pandas as pd
 import pytest
 
 from robbench.cli import main
+from robbench.models.zoo import LoadedModel
 from robbench.studies.diagnostics import DiagnoseConfig
 from robbench.studies.headline import (
     HEADLINE_NAMES,
     HeadlineConfig,
     headline_runs,
     run_headline_named,
+    run_models,
 )
 
 
 def test_the_grid_is_the_protocol():
     runs = {r.name: r for r in headline_runs(eot=16)}
-    assert set(runs) == {"fgsm", "pgd", "eot-pgd", "apgd", "autoattack-rand", "square",
-                         "transfer", "pgd-l2", "eot-pgd-l2", "cw"}
+    assert set(runs) == {"fgsm", "pgd", "eot-pgd", "apgd", "autoattack-rand", "autoattack",
+                         "square", "transfer", "pgd-l2", "eot-pgd-l2", "cw"}
+    assert runs["autoattack"].deterministic_only and runs["autoattack"].eps == (0.1, 0.3)
+    assert not runs["autoattack-rand"].deterministic_only
     for name in ("eot-pgd", "eot-pgd-l2"):
         assert runs[name].params == {"eot": 16} and runs[name].eot_sized
     assert runs["eot-pgd-l2"].eps == runs["pgd-l2"].eps == (1.0, 2.0)
     assert runs["pgd"].eps == (0.1, 0.2, 0.3) and runs["cw"].eps == (1.0, 2.0)
     assert runs["apgd"].eps == (0.1, 0.3) and not runs["pgd"].eot_sized
+
+
+def test_autoattack_standard_runs_on_the_deterministic_models_only(shipped_convnet,
+                                                                   shipped_shortrun):
+    runs = {r.name: r for r in headline_runs()}
+    models = {name: LoadedModel(name, module, {}, "zoo")
+              for name, module in (("convnet", shipped_convnet), ("shortrun", shipped_shortrun))}
+    assert run_models(runs["autoattack"], ["convnet", "shortrun"], models) == ["convnet"]
+    assert run_models(runs["autoattack"], ["shortrun"], models) == []
+    assert run_models(runs["autoattack-rand"], ["convnet", "shortrun"], models) == [
+        "convnet", "shortrun"]
 
 
 def test_headline_writes_runs_table_figures_and_diagnostics(tmp_path):

@@ -23,10 +23,15 @@ ATTACK_OPTIONS: dict[str, dict] = {
     "--last-iterate": dict(dest="best_iterate", action="store_false", default=None,
                            help="PGD on a random model returns its last iterate instead of "
                                 "each example's best (to measure what the best iterate adds)"),
-    "--c": dict(type=nonnegative_float, help="CW trade-off constant"),
+    "--c": dict(type=nonnegative_float, help="CW trade-off constant (its first value, with the "
+                "binary search)"),
+    "--search-steps": dict(type=positive_int, dest="search_steps",
+                           help="CW binary-search steps over c (1: c stays fixed)"),
     "--kappa": dict(type=nonnegative_float, help="CW confidence"),
     "--lr": dict(type=nonnegative_float, help="CW learning rate"),
     "--n-queries": dict(type=positive_int, dest="n_queries"),
+    "--targets": dict(type=positive_int, help="target classes of APGD-T and FAB-T (the runner-up "
+                      "classes of the clean logits, in turn)"),
     "--max-batch": dict(type=positive_int, dest="max_batch",
                         help="rows (images x noise draws) per pass through the model; default "
                              "on a CPU 2^19 pixels' worth (e.g. 668 rows of 28x28), on a GPU "
@@ -90,8 +95,9 @@ def add_attack_settings(p: argparse.ArgumentParser) -> None:
 
 def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
-                   help="robbench's own attacks (default), or torchattacks / foolbox for the "
-                        "attacks they offer (extras robbench[torchattacks], robbench[foolbox])")
+                   help="robbench's own attacks (default), or torchattacks / foolbox / "
+                        "autoattack (Croce & Hein's code) for the attacks they offer (extras "
+                        "robbench[torchattacks], robbench[foolbox], robbench[autoattack])")
 
 
 def models_of(args: argparse.Namespace) -> list[str]:
