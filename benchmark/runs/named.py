@@ -15,6 +15,8 @@ import pandas as pd
 from robbench.attacks.registry import get_attack
 from robbench.attacks.target import Target
 from robbench.data.datasets import DATASETS, Dataset, load_dataset
+from robbench.defenses.catalog import DEFENSE_DATASETS, DEFENSE_NAMES, DEFENSES
+from robbench.defenses.training import shipped_defense_path
 from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.registry import default_spec, find_checkpoint
@@ -129,6 +131,20 @@ def run_models_listing() -> list[str]:
             status = (f"checkpoint {path.name}" if path else
                       "no checkpoint (trained on first use)")
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
-    extra = [name for name in model_names() if name not in MODEL_NAMES]
+    lines += defenses_listing()
+    extra = [name for name in model_names() if name not in (*MODEL_NAMES, *DEFENSE_NAMES)]
     lines += [f"{name:9s} (registered or installed)" for name in extra]
+    return lines
+
+
+def defenses_listing() -> list[str]:
+    """One line per defense of the zoo: what it is, and its own checkpoints where it has them."""
+    lines = []
+    for name, entry in DEFENSES.items():
+        where = ""
+        if entry.trained:
+            shipped = [d for d in DEFENSE_DATASETS if shipped_defense_path(name, d).is_file()]
+            where = f" [checkpoints: {', '.join(shipped) or 'none (trained on first use)'}]"
+        lines.append(f"{name:13s} defense, {'/'.join(DEFENSE_DATASETS)}: "
+                     f"{entry.description}{where}")
     return lines
