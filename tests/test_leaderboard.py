@@ -30,7 +30,7 @@ def board(tmp_path: Path) -> Path:
     fake_run(headline, "pgd", {("convnet", "none", 0.0): [[0, 1, 2, 3]],
                                ("convnet", "pgd", 0.1): [[9, 1, 2, 3]]}, LABELS)
     fake_run(headline, "fgsm", {("convnet", "fgsm", 0.1): [[0, 9, 2, 3]]}, LABELS)
-    runs = tmp_path / "results" / "leaderboard" / "runs" / "digits" / "sap"
+    runs = tmp_path / "results" / "leaderboard" / "runs" / "digits" / "sap" / "first-4"
     # one-draw PGD leaves 3/4 of the draws correct; EOT-PGD fools examples 0 and 1 on every
     # pass, so the worst case is 2 of 4 examples, with an all-draws of 1/4 (example 3 only)
     pgd = fake_run(runs / "runs", "pgd", {

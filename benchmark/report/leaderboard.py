@@ -9,8 +9,9 @@ overstates the worst case (expected and all-draws); and what the literature conc
 
 The undefended ConvNet and the Short Run classifier come from the dataset's headline runs
 (``results/<dataset>/runs``), the defenses from ``results/leaderboard/runs/<dataset>/<model>``
-(:mod:`robbench.studies.leaderboard_runs`). Every number is computed on the first n test images
-that every row's runs cover, so the rows compare on the same images.
+(:mod:`robbench.studies.leaderboard_runs`; of several sizes, the one covering most images).
+Every number is computed on the first n test images that every row's runs cover, so the rows
+compare on the same images.
 """
 
 from __future__ import annotations
@@ -60,13 +61,22 @@ def leaderboard_entries(root: str | Path, dataset: str) -> list[Entry]:
         if any(rec["model"] == model for run in stores for rec in run.records()):
             entries.append(Entry(model, stores, diag if diag.is_file() else None, verdict))
     for model, entry in DEFENSES.items():
-        base = root / "results" / "leaderboard" / "runs" / dataset / model
+        base = largest_size(root / "results" / "leaderboard" / "runs" / dataset / model)
+        if base is None:
+            continue
         runs = [base / "runs" / a for a in LINF_ATTACKS if (base / "runs" / a / "cells").is_dir()]
         diag = base / "diagnostics" / f"{dataset}-{model}" / "diagnostics.csv"
         if runs:
             entries.append(Entry(model, open_runs(runs), diag if diag.is_file() else None,
                                  entry.verdict))
     return entries
+
+
+def largest_size(model_root: Path) -> Path | None:
+    """Of a model's size directories (``first-<n>``, ``all``), the one covering most images."""
+    sizes = {p: float("inf") if p.name == "all" else int(p.name.removeprefix("first-"))
+             for p in model_root.glob("*") if p.name == "all" or p.name.startswith("first-")}
+    return max(sizes, key=sizes.get) if sizes else None
 
 
 def common_first(entries: list[Entry]) -> int:

@@ -4,11 +4,13 @@ Every L-inf attack of the headline (FGSM, PGD-40, EOT-PGD with its draws chosen 
 convergence, APGD-CE, AutoAttack-rand, Square, transfer from the ConvNet), R = 50 evaluation
 and 50 selection passes, then the gradient-masking diagnostics, written as::
 
-    OUT/<dataset>/<model>/runs/<attack>/       one resumable run per attack
-    OUT/<dataset>/<model>/diagnostics/<dataset>-<model>/   the checklist
-    OUT/<dataset>/<model>/protocol.json        the settings, seconds per attack
+    OUT/<dataset>/<model>/<size>/runs/<attack>/      one resumable run per attack
+    OUT/<dataset>/<model>/<size>/diagnostics/<dataset>-<model>/   the checklist
+    OUT/<dataset>/<model>/<size>/protocol.json       the settings, seconds per attack
 
-A run interrupted anywhere resumes where it stopped when the same command is given again.
+``<size>`` is ``first-<n>`` or ``all``: the images set the runs' random draws, so each size is
+its own set of runs. A run interrupted anywhere resumes where it stopped when the same command
+is given again.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ class LeaderboardProtocol:
         return configs
 
 
-def model_dir(out: str | Path, dataset: str, model: str) -> Path:
-    return Path(out) / dataset / model
+def size_dir_name(n: int | None) -> str:
+    return "all" if n is None else f"first-{n}"
+
+
+def model_dir(out: str | Path, dataset: str, model: str, n: int | None) -> Path:
+    """Where the runs of ``model`` on the first ``n`` test images (None: all) live."""
+    return Path(out) / dataset / model / size_dir_name(n)
 
 
 def run_protocol(protocol: LeaderboardProtocol, out: str | Path, *, device: str = "cpu",
@@ -80,7 +87,7 @@ def run_protocol(protocol: LeaderboardProtocol, out: str | Path, *, device: str 
                  quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) every attack of ``protocol``, then the diagnostics; returns (and
     writes) the protocol's record."""
-    root = model_dir(out, protocol.dataset, protocol.model)
+    root = model_dir(out, protocol.dataset, protocol.model, protocol.n)
     data = load_dataset(protocol.dataset, data_dir)
     models = load_models([protocol.model], protocol.dataset, device=device, data_dir=data_dir,
                          quiet=quiet)
