@@ -47,8 +47,8 @@ def _resize(dataset: str) -> dict[str, Any]:
 DEFENSES: dict[str, DefenseEntry] = {e.name: e for e in [
     DefenseEntry("noise", "Gaussian input noise, base trained with it (Liu et al. 2018)",
                  _noise, True,
-                 "keeps some robustness, less than claimed (Athalye et al. 2018 on RSE-style "
-                 "noise; Cohen et al. 2019)"),
+                 "no break of input noise alone published; as randomized smoothing's base it "
+                 "certifies small L2 radii (Cohen et al. 2019)"),
     DefenseEntry("sap", "stochastic activation pruning on the ConvNet (Dhillon et al. 2018)",
                  lambda d: {"fraction": 2.0}, False,
                  "broken: 0% at eps 8/255 on CIFAR-10 with EOT (Athalye et al. 2018)"),
@@ -57,18 +57,18 @@ DEFENSES: dict[str, DefenseEntry] = {e.name: e for e in [
                  "broken: 0% at eps 8/255 on ImageNet with EOT (Athalye et al. 2018)"),
     DefenseEntry("quantize", "bit-depth reduction before the ConvNet (Xu et al. 2018)",
                  lambda d: {"levels": _levels(d), "bpda": False}, False,
-                 "broken by BPDA (Athalye et al. 2018); bit-depth reduction bypassed "
-                 "(He et al. 2017)"),
+                 "broken: feature squeezing bypassed (He et al. 2017); bit depth as in Guo et "
+                 "al. 2018 to 0% by BPDA (Athalye et al. 2018)"),
     DefenseEntry("quantize-bpda", "the same, attacked through robbench.bpda",
                  lambda d: {"levels": _levels(d), "bpda": True}, False,
-                 "broken by BPDA (Athalye et al. 2018)"),
+                 "BPDA is how Athalye et al. (2018) broke input transformations"),
     DefenseEntry("purify", "Short Run generator reconstruction, then the ConvNet "
                  "(Samangouei et al. 2018's idea)", lambda d: {}, False,
-                 "Defense-GAN broken: 55% -> below 1% on MNIST at eps 0.005 L2 per pixel via "
-                 "BPDA (Athalye et al. 2018)"),
+                 "Defense-GAN partly broken through its projection: 55% left on MNIST at L2 "
+                 "eps 0.005 (Athalye et al. 2018)"),
     DefenseEntry("dropout", "dropout kept on at test time on the ConvNet", lambda d: {"p": 0.05},
-                 False, "randomness without training: broken by EOT (Athalye et al. 2018; "
-                 "Tramèr et al. 2020)"),
+                 False, "randomness the base was not trained for; EOT breaks such stochastic "
+                 "defenses (Athalye et al. 2018; Tramèr et al. 2020)"),
 ]}
 DEFENSE_NAMES = tuple(DEFENSES)
 TRAINED_DEFENSES = tuple(n for n, e in DEFENSES.items() if e.trained)
