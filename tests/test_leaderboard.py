@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from test_results_tables import fake_run
 
 from robbench.cli import main
 from robbench.report.leaderboard import leaderboard_entries, leaderboard_frame, write_leaderboard
+from robbench.report.tables import results_table
 from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +94,16 @@ def test_bad_values_are_one_line_errors(tmp_path: Path, capsys):
                                      if (ROOT / "results" / "leaderboard" / f"{d}.md").is_file()])
 def test_every_committed_leaderboard_equals_its_regeneration(dataset):
     assert write_leaderboard(ROOT, dataset, DATASET_EPS[dataset], check=True) == []
+
+
+def test_a_run_table_beside_a_vanishing_gradient_says_its_rows_are_upper_bounds(board: Path):
+    """``robbench table`` on a run whose diagnostics.csv (next to it) has the vanishing-gradient
+    FAIL: the warning opens the Markdown and is a row of the CSV."""
+    run = board / "results" / "leaderboard" / "runs" / "digits" / "sap" / "first-4" / "runs"
+    diag = run.parent / "diagnostics" / "digits-sap" / "diagnostics.csv"
+    (run / "diagnostics.csv").write_text(diag.read_text())
+    md = results_table([run / "pgd"], "md")
+    assert md.startswith("**WARNING: the gradient vanishes through") and "UPPER BOUND" in md
+    assert "robbench.bpda" in md
+    csv = pd.read_csv(io.StringIO(results_table([run / "pgd"], "csv")))
+    assert (csv["section"] == "warning").sum() == 1

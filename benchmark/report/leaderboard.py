@@ -125,7 +125,9 @@ def entry_rows(entry: Entry, first: int, eps_list: tuple[float, ...]) -> list[di
             return None if hit.empty else hit.iloc[0]
         wrow = worst[worst["eps"].round(6) == eps]
         row = {"model": entry.model, "eps": eps, "n": first,
-               "random": bool(meta.get("detected", False)),
+               "random": bool(meta["detected"]) if "detected" in meta
+               else bool(summary["stochastic"].fillna(False).astype(bool).any()),
+               "draws": int(clean.iloc[0]["draws"]) if not clean.empty else 0,
                "attacks": "" if wrow.empty else wrow.iloc[0]["attacks"]}
         for label, frame_row in (("clean", None if clean.empty else clean.iloc[0]),
                                  ("pgd", cell("pgd")), ("aa_rand", cell("autoattack-rand")),
@@ -180,6 +182,7 @@ def leaderboard_markdown(frame: pd.DataFrame, entries: list[Entry], dataset: str
     shown = pd.DataFrame({
         "model": frame["model"], "ε": frame["eps"].map(lambda e: f"{e:g}"),
         "random": frame["random"].map(lambda r: "yes" if r else "no"),
+        "R": frame["draws"],
         "clean": [_pct(r, "clean_expected") for _, r in frame.iterrows()],
         "naive PGD-40": [_pct(r, "pgd_expected") for _, r in frame.iterrows()],
         "AutoAttack-rand": [_pct(r, "aa_rand_expected") for _, r in frame.iterrows()],
@@ -196,7 +199,7 @@ def leaderboard_markdown(frame: pd.DataFrame, entries: list[Entry], dataset: str
     })
     n = int(frame["n"].iloc[0])
     text = (f"# Leaderboard: {dataset}\n\nFirst {n} test images, L∞; every accuracy with its "
-            "95% interval, a random model's scored by R = 50 fresh passes.\n\n")
+            "95% interval, a random model's scored by R fresh passes of each example.\n\n")
     warnings = [masking_warning(pd.read_csv(e.diagnostics).assign(model=e.model))
                 for e in entries if e.diagnostics is not None]
     text += "".join(f"{w}\n" for w in warnings if w)
@@ -205,6 +208,8 @@ def leaderboard_markdown(frame: pd.DataFrame, entries: list[Entry], dataset: str
 
 
 COLUMN_NOTES = """\
+- **random**: two passes on the same inputs differed (runs older than that check: the model
+  was evaluated as random); **R**: the fresh passes scoring each example.
 - **naive PGD-40**: PGD-40 with one noise draw per step and no BPDA, as many papers ran it.
 - **AutoAttack-rand**: robbench's own implementation of AutoAttack's `rand` version (APGD-CE
   and APGD-DLR, EOT 20), run at the ends of the ε range only ('-' elsewhere); the column of
