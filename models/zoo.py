@@ -1,7 +1,8 @@
 """Models by name: the built-in zoo, names registered in code, and installed packages' names.
 
 A name maps to a factory. The built-in ``convnet`` and ``shortrun`` load the shipped (or a
-cached, or a freshly trained) checkpoint of a dataset; :func:`register_model` adds a name in
+cached, or a freshly trained) checkpoint of a dataset, the built-in defenses
+(``robbench.defenses``: ``sap``, ``noise``, ...) wrap them; :func:`register_model` adds a name in
 code, and an installed distribution adds names through the entry-point group
 ``robbench.models`` (each entry point is a factory). A factory is called as
 ``factory(dataset)``, with ``device=`` too if it takes that parameter, and returns an
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robbench.defenses.catalog import DEFENSE_NAMES
+from robbench.defenses.loading import load_defense
 from robbench.models.config import MODEL_NAMES
 from robbench.models.registry import load_zoo_model
 
@@ -57,7 +60,7 @@ def weights_sha256(module: nn.Module) -> str:
 
 def register_model(name: str, factory: ModelFactory) -> None:
     """Make ``name`` loadable wherever robbench takes a model name."""
-    if name in MODEL_NAMES:
+    if name in MODEL_NAMES or name in DEFENSE_NAMES:
         raise ValueError(f"model name {name!r} is built in; choose another")
     _REGISTERED[name] = factory
 
@@ -67,8 +70,9 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def model_names() -> list[str]:
-    """Every name a model can be loaded by: built-in, registered, then installed packages'."""
-    return list(dict.fromkeys([*MODEL_NAMES, *_REGISTERED, *_entry_points()]))
+    """Every name a model can be loaded by: built-in models and defenses, registered, then
+    installed packages'."""
+    return list(dict.fromkeys([*MODEL_NAMES, *DEFENSE_NAMES, *_REGISTERED, *_entry_points()]))
 
 
 def call_factory(factory: Callable[..., Any], device: str, **kwargs: Any) -> nn.Module:
@@ -92,6 +96,12 @@ def load_named_model(name: str, dataset: str, *, device: str = "cpu",
                                       quiet=quiet)
         weights = card.get("weights") or Path(card.get("path", name)).name
         return LoadedModel(name, module, {"name": weights, "sha256": card["sha256"]},
+                           f"zoo:{dataset}-{name}", card)
+    if name in DEFENSE_NAMES:
+        module, weights, card = load_defense(name, dataset, device=device, data_dir=data_dir,
+                                             quiet=quiet)
+        return LoadedModel(name, module, {"name": "+".join(weights),
+                                          "sha256": weights_sha256(module)},
                            f"zoo:{dataset}-{name}", card)
     factory = _REGISTERED.get(name)
     source = f"registered:{name}"

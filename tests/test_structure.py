@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"benchmark": "robbench", "models": "robbench.models", "attacks": "robbench.attacks"}
+PACKAGES = {"benchmark": "robbench", "models": "robbench.models", "attacks": "robbench.attacks",
+            "models/defenses": "robbench.defenses"}
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 80
 # Optional dependencies, imported where they are used so that the core install needs none.
@@ -18,6 +19,8 @@ def modules() -> dict[str, Path]:
     found = {}
     for folder, package in PACKAGES.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
+            if folder == "models" and path.is_relative_to(ROOT / "models" / "defenses"):
+                continue  # its own package, robbench.defenses
             parts = path.relative_to(ROOT / folder).with_suffix("").parts
             if parts[-1] == "__init__":
                 parts = parts[:-1]

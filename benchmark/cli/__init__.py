@@ -1,8 +1,8 @@
 """The ``robbench`` command line: it parses, calls the library, and prints.
 
 Commands: run, table, plot, report, list, check, headline, diagnose, binarization, chains,
-synth, unlabelled, train, perf, readme (``robbench COMMAND --help``; docs/cli.md is generated
-from this parser).
+synth, unlabelled, train, perf, readme, leaderboard (``robbench COMMAND --help``; docs/cli.md
+is generated from this parser).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from robbench.attacks.threat_model import ThreatModelViolation
-from robbench.cli import run_commands, study_commands, tool_commands
+from robbench.cli import leaderboard_command, run_commands, study_commands, tool_commands
 from robbench.cli.presets import apply_preset
 from robbench.cli.values import UsageError
 from robbench.data.dataset import DataNotFoundError
@@ -29,7 +29,7 @@ COMMANDS = (
     run_commands.add_list, run_commands.add_check, study_commands.add_headline,
     study_commands.add_diagnose, study_commands.add_binarization, study_commands.add_chains,
     study_commands.add_synth, study_commands.add_unlabelled, tool_commands.add_train,
-    tool_commands.add_perf, tool_commands.add_readme,
+    tool_commands.add_perf, tool_commands.add_readme, leaderboard_command.add_leaderboard,
 )
 
 

@@ -11,6 +11,8 @@ import torch
 from robbench.cli.options import add_common, add_preset
 from robbench.cli.reference import write_references
 from robbench.cli.values import int_tuple, nonnegative_float, positive_int
+from robbench.defenses.catalog import TRAINED_DEFENSES
+from robbench.defenses.training import cached_defense_path, train_defense
 from robbench.devices import resolve_device
 from robbench.models.config import (
     ACTIVATIONS,
@@ -28,7 +30,9 @@ from robbench.report.readme_sync import documentation_pages, sync_readme
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a zoo model and cache its checkpoint")
-    train.add_argument("--model", required=True, choices=MODEL_NAMES)
+    train.add_argument("--model", required=True, choices=(*MODEL_NAMES, *TRAINED_DEFENSES),
+                       help="a zoo model, or a defense whose base trains through it (its "
+                       "registered settings; the other options apply to zoo models)")
     train.add_argument("--objective", choices=OBJECTIVES)
     train.add_argument("--epochs", type=positive_int)
     for stage in ("generative", "discriminative", "bptt"):
@@ -60,6 +64,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.model in TRAINED_DEFENSES:
+        return _train_defense(args)
     fields = {f.name for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
     spec = override_spec(default_spec(args.model, args.dataset),
                          **{k: v for k, v in vars(args).items() if k in fields})
@@ -67,6 +73,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, card = train_and_save(spec, path, data_dir=args.data_dir,
                              device=resolve_device(args.device), quiet=args.quiet,
                              command=args.command_line)
+    print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
+          f"in {card['train_seconds']:.1f} s -> {path}")
+    return 0
+
+
+def _train_defense(args: argparse.Namespace) -> int:
+    path = Path(args.out) if args.out else cached_defense_path(args.model, args.dataset)
+    _, card = train_defense(args.model, args.dataset, path, device=resolve_device(args.device),
+                            data_dir=args.data_dir, quiet=args.quiet,
+                            command=args.command_line)
     print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
           f"in {card['train_seconds']:.1f} s -> {path}")
     return 0

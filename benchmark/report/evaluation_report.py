@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from robbench.records.store import RunStore, cell_id
-from robbench.report.diagnostics_table import format_table
+from robbench.report.diagnostics_table import format_table, masking_warning
 from robbench.report.tables import results_table, worst_case_summary
 
 
@@ -51,6 +51,9 @@ class Report:
     def to_markdown(self) -> str:
         """Every attack's row, the worst case and (if run) the diagnostics, as Markdown."""
         text = results_table(self.runs, "md", all_draws_at=self.all_draws_at)
+        warnings = [masking_warning(frame.assign(model=name))
+                    for name, frame in (self.diagnostics or {}).items()]
+        text = "".join(f"{w}\n" for w in warnings if w) + text
         for name, frame in (self.diagnostics or {}).items():
             text += f"\nDiagnostics of {name}:\n\n{format_table(frame)}"
         return text

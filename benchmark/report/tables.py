@@ -24,6 +24,7 @@ from robbench.records.store import (
     open_runs,
     record_key,
 )
+from robbench.report.diagnostics_table import masking_warning
 from robbench.report.worst_case import (
     WORST_CASE,
     first_images,
@@ -263,10 +264,15 @@ def results_table(runs: Sequence[str | Path | RunStore], fmt: str = "md",
     wide, diag = results_frames(runs, diagnostics, first, all_draws_at)
     if wide.empty:
         return "(no finished cells)\n"
+    warning = masking_warning(diag)
     if fmt == "csv":
         out = wide.assign(section="accuracy")
         if not diag.empty:
             out = pd.concat([out, diag.assign(section="diagnostics")], ignore_index=True)
+        if warning:
+            out = pd.concat([out, pd.DataFrame([{"section": "warning",
+                                                 "detail": warning.strip("*\n")}])],
+                            ignore_index=True)
         cols = ["section"] + [c for c in out.columns if c != "section"]
         return out[cols].astype(object).fillna("").to_csv(index=False)
     if fmt == "latex":
@@ -274,7 +280,7 @@ def results_table(runs: Sequence[str | Path | RunStore], fmt: str = "md",
         if not diag.empty:
             text += "\n" + diag.astype(object).fillna("").to_latex(index=False, escape=True)
         return text
-    text = wide.to_markdown(index=False) + "\n"
+    text = (f"{warning}\n" if warning else "") + wide.to_markdown(index=False) + "\n"
     if not diag.empty:
         passed = int((diag["status"] == "PASS").sum())
         failed = int((diag["status"] == "FAIL").sum())

@@ -16,6 +16,8 @@ import pandas as pd
 from robbench.attacks.registry import get_attack
 from robbench.attacks.target import Target
 from robbench.data.datasets import DATASETS, Dataset, load_dataset
+from robbench.defenses.catalog import DEFENSE_DATASETS, DEFENSE_NAMES, DEFENSES
+from robbench.defenses.training import shipped_defense_path
 from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.normalized import parse_normalize
@@ -141,8 +143,22 @@ def run_models_listing() -> list[str]:
                       f"{name} --dataset {dataset})" if dataset in GPU_RECIPES else
                       "no checkpoint (trained on first use)")
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
-    extra = [name for name in model_names() if name not in MODEL_NAMES]
+    lines += defenses_listing()
+    extra = [name for name in model_names() if name not in (*MODEL_NAMES, *DEFENSE_NAMES)]
     lines += [f"{name:9s} (registered or installed)" for name in extra]
     lines.append("robustbench:NAME  cifar10, cifar100: RobustBench's zoo (--threat-model Linf|L2; "
                  f"{INSTALL})")
+    return lines
+
+
+def defenses_listing() -> list[str]:
+    """One line per defense of the zoo: what it is, and its own checkpoints where it has them."""
+    lines = []
+    for name, entry in DEFENSES.items():
+        where = ""
+        if entry.trained:
+            shipped = [d for d in DEFENSE_DATASETS if shipped_defense_path(name, d).is_file()]
+            where = f" [checkpoints: {', '.join(shipped) or 'none (trained on first use)'}]"
+        lines.append(f"{name:13s} defense, {'/'.join(DEFENSE_DATASETS)}: "
+                     f"{entry.description}{where}")
     return lines

@@ -1,0 +1,109 @@
+"""The leaderboard: rendered from committed-format runs, and equal to its regeneration."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_results_tables import fake_run
+
+from robbench.cli import main
+from robbench.report.leaderboard import leaderboard_entries, leaderboard_frame, write_leaderboard
+from robbench.report.tables import results_table
+from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = [0, 1, 2, 3]
+
+
+def _mark_random(run: Path, model: str) -> None:
+    meta = json.loads((run / "config.json").read_text())
+    meta["models"] = {model: {"detected": True, "stochastic": True}}
+    (run / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    """A repository with a ConvNet headline and one random defense's leaderboard runs."""
+    headline = tmp_path / "results" / "digits" / "runs"
+    fake_run(headline, "pgd", {("convnet", "none", 0.0): [[0, 1, 2, 3]],
+                               ("convnet", "pgd", 0.1): [[9, 1, 2, 3]]}, LABELS)
+    fake_run(headline, "fgsm", {("convnet", "fgsm", 0.1): [[0, 9, 2, 3]]}, LABELS)
+    runs = tmp_path / "results" / "leaderboard" / "runs" / "digits" / "sap" / "first-4"
+    # one-draw PGD leaves 3/4 of the draws correct; EOT-PGD fools examples 0 and 1 on every
+    # pass, so the worst case is 2 of 4 examples, with an all-draws of 1/4 (example 3 only)
+    pgd = fake_run(runs / "runs", "pgd", {
+        ("sap", "none", 0.0): [[0, 1, 2, 3], [0, 1, 2, 3]],
+        ("sap", "pgd", 0.1): [[0, 1, 2, 3], [9, 1, 9, 3]],
+    }, LABELS, selection={("sap", "pgd", 0.1): [[0, 1, 2, 3], [0, 1, 9, 3]]})
+    fake_run(runs / "runs", "eot-pgd", {("sap", "eot-pgd", 0.1): [[9, 9, 2, 3], [9, 9, 9, 3]]},
+             LABELS, selection={("sap", "eot-pgd", 0.1): [[9, 9, 2, 3], [9, 9, 2, 3]]})
+    _mark_random(pgd, "sap")
+    diag = runs / "diagnostics" / "digits-sap"
+    diag.mkdir(parents=True)
+    pd.DataFrame([
+        {"check": "monotone in eps", "attack": "eot-pgd", "eps": 0.1, "status": "PASS"},
+        {"check": "gradient not vanishing", "attack": "eot-pgd", "eps": 0.1,
+         "status": "FAIL"},
+        {"check": "clean accuracy", "attack": "none", "eps": None, "status": "INFO"},
+    ]).to_csv(diag / "diagnostics.csv", index=False)
+    return tmp_path
+
+
+def test_rows_give_naive_worst_case_and_what_naive_overstates(board: Path):
+    entries = leaderboard_entries(board, "digits")
+    assert [e.model for e in entries] == ["convnet", "sap"]
+    frame = leaderboard_frame(entries, (0.1,)).set_index("model")
+    conv, sap = frame.loc["convnet"], frame.loc["sap"]
+    assert not conv["random"] and sap["random"]
+    assert conv["pgd_expected"] == 0.75 and conv["worst_expected"] == 0.5  # per example
+    assert sap["clean_expected"] == 1.0
+    assert sap["pgd_expected"] == pytest.approx(6 / 8)
+    # worst case: examples 0 and 1 by eot-pgd (its selection passes), 2 by pgd (selection 1/2
+    # vs eot-pgd's 1), 3 survives: expected (0 + 0 + 1/2 + 1) / 4
+    assert sap["worst_expected"] == pytest.approx(1.5 / 4)
+    assert sap["worst_all_draws"] == pytest.approx(1 / 4)
+    assert sap["overstated_expected"] == pytest.approx(6 / 8 - 1.5 / 4)
+    assert sap["diagnostics"] == "1/2 PASS"
+    assert sap["fails"] == "gradient not vanishing (eot-pgd, eps 0.1)"
+    assert pd.isna(sap["aa_rand_expected"])
+
+
+def test_markdown_names_the_fail_warns_loudly_and_regenerates_equal(board: Path, capsys):
+    written = write_leaderboard(board, "digits", (0.1,))
+    md = (board / "results" / "leaderboard" / "digits.md").read_text()
+    assert len(written) == 2 and "UPPER BOUND" in md and "robbench.bpda" in md
+    assert "FAIL: gradient not vanishing" in md
+    assert write_leaderboard(board, "digits", (0.1,), check=True) == []
+    (board / "results" / "leaderboard" / "digits.csv").write_text("stale\n")
+    assert main(["leaderboard", "--dataset", "digits", "--root", str(board), "--check"]) == 1
+    assert "stale:" in capsys.readouterr().out
+
+
+def test_bad_values_are_one_line_errors(tmp_path: Path, capsys):
+    assert main(["leaderboard", "--dataset", "mnist", "--root", str(tmp_path)]) == 2
+    assert "no committed runs for dataset 'mnist'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="leaderboard attack 'cw' is unknown"):
+        LeaderboardProtocol("digits", "sap", attacks=("cw",))
+
+
+@pytest.mark.parametrize("dataset", [d for d in DATASET_EPS
+                                     if (ROOT / "results" / "leaderboard" / f"{d}.md").is_file()])
+def test_every_committed_leaderboard_equals_its_regeneration(dataset):
+    assert write_leaderboard(ROOT, dataset, DATASET_EPS[dataset], check=True) == []
+
+
+def test_a_run_table_beside_a_vanishing_gradient_says_its_rows_are_upper_bounds(board: Path):
+    """``robbench table`` on a run whose diagnostics.csv (next to it) has the vanishing-gradient
+    FAIL: the warning opens the Markdown and is a row of the CSV."""
+    run = board / "results" / "leaderboard" / "runs" / "digits" / "sap" / "first-4" / "runs"
+    diag = run.parent / "diagnostics" / "digits-sap" / "diagnostics.csv"
+    (run / "diagnostics.csv").write_text(diag.read_text())
+    md = results_table([run / "pgd"], "md")
+    assert md.startswith("**WARNING: the gradient vanishes through") and "UPPER BOUND" in md
+    assert "robbench.bpda" in md
+    csv = pd.read_csv(io.StringIO(results_table([run / "pgd"], "csv")))
+    assert (csv["section"] == "warning").sum() == 1
