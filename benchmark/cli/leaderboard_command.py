@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from robbench.cli.options import add_batch_size
 from robbench.cli.values import parse_names, positive_int
 from robbench.data.datasets import DATASETS
 from robbench.defenses.catalog import DEFENSE_NAMES
@@ -34,6 +35,7 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--attacks", type=attack_names, default=LINF_ATTACKS,
                        help="with --run: the protocol's attacks to run, comma-separated "
                        "(default all; a reduced grid shows in the table's attacks column)")
+    add_batch_size(board)
     board.add_argument("--root", default=".", help="the repository (default: here)")
     board.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if a leaderboard file differs from its "
@@ -49,7 +51,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         run_protocol(LeaderboardProtocol(args.dataset, defense, n=args.n,
                                          attacks=tuple(args.attacks)),
                      f"{args.root}/{RUNS_ROOT}", device=resolve_device(args.device),
-                     data_dir=args.data_dir, quiet=args.quiet)
+                     data_dir=args.data_dir, batch_size=args.batch_size, quiet=args.quiet)
     changed = write_leaderboard(args.root, args.dataset, DATASET_EPS[args.dataset],
                                 check=args.check)
     for path in changed:

@@ -83,7 +83,7 @@ def model_dir(out: str | Path, dataset: str, model: str, n: int | None) -> Path:
 
 
 def run_protocol(protocol: LeaderboardProtocol, out: str | Path, *, device: str = "cpu",
-                 data_dir: str | None = None, batch_size: int = 500,
+                 data_dir: str | None = None, batch_size: int | None = None,
                  quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) every attack of ``protocol``, then the diagnostics; returns (and
     writes) the protocol's record."""
