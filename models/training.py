@@ -271,6 +271,7 @@ def _starting_point(
     restore_rng(saved["rng"], gen)
     return progress, saved
 
+
 def _convnet_loss(model, x, y, cfg):
     logits = model(x)
     return nn.functional.cross_entropy(logits, y), logits
@@ -328,6 +329,9 @@ class _Piece:
             schedule.load_state_dict(saved["scheduler"])
         p.stats.setdefault(stage.stat, float("nan"))
         passes = math.ceil(stage.epochs)
+        if passes == 0:  # a stage of no epochs: nothing to run or save
+            p.stage, p.epoch, p.steps = p.stage + 1, 0, 0
+            return
         bar = tqdm(total=passes, initial=p.epoch, desc=stage.desc, leave=False,
                    disable=self.quiet or total_steps == 0)
         while p.epoch < passes:

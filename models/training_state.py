@@ -50,7 +50,9 @@ class TrainingProgress:
 
     def position(self) -> str:
         """'stage S after E epochs' (1-based stage; E passes of it finished), or 'finished'."""
-        return "finished" if self.finished else f"stage {self.stage + 1} after {self.epoch} epochs"
+        if self.finished:
+            return "finished"
+        return f"stage {self.stage + 1} after {self.epoch} epoch{'s' * (self.epoch != 1)}"
 
 
 def resume_dir(checkpoint: str | Path) -> Path:

@@ -9,10 +9,13 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 import robbench.models.training as training
 from robbench.cli import main
-from robbench.models.training import PieceLimit
+from robbench.models.build import build_model
+from robbench.models.config import ModelSpec, TrainConfig
+from robbench.models.training import PieceLimit, train_resumable
 from robbench.models.training_state import (
     StateStore,
     TrainingProgress,
@@ -90,7 +93,7 @@ def test_a_training_killed_mid_epoch_resumes_from_the_last_finished_one(
     assert _train(SHORTRUN, out) == 130
     assert "rerun with --resume" in capsys.readouterr().err
     progress, _ = StateStore(resume_dir(out)).load()
-    assert progress.position() == "stage 3 after 1 epochs"
+    assert progress.position() == "stage 3 after 1 epoch"
     monkeypatch.setattr(training, "joint_loss", real)
     assert _train(SHORTRUN, out, "--resume") == 0
     assert out.read_bytes() == uninterrupted["shortrun"]
@@ -119,7 +122,7 @@ def test_max_minutes_pauses_at_an_epoch_boundary_and_a_finished_one_is_left_alon
     out = tmp_path / "m.safetensors"
     # a budget far below one epoch: each piece still makes one epoch of progress
     assert _train(CONVNET, out, "--max-minutes", "1e-6") == 0
-    assert "paused at stage 1 after 1 epochs" in capsys.readouterr().out
+    assert "paused at stage 1 after 1 epoch " in capsys.readouterr().out
     for _ in range(3):
         assert _train(CONVNET, out, "--resume", "--max-minutes", "1e-6") == 0
     assert "clean test accuracy" in capsys.readouterr().out
@@ -129,6 +132,27 @@ def test_max_minutes_pauses_at_an_epoch_boundary_and_a_finished_one_is_left_alon
     assert out.read_bytes() == weights
     pieces = json.loads(out.with_suffix(".json").read_text())["pieces"]
     assert [p["epochs"] for p in pieces] == [1, 1, 1, 1]
+
+
+def test_a_stage_of_no_epochs_is_skipped_in_one_piece_and_in_several(digits, tmp_path):
+    spec = ModelSpec("digits", tiny_config("shortrun"),
+                     TrainConfig(generative_epochs=0, discriminative_epochs=1, bptt_epochs=1,
+                                 batch_size=32, labels=50))
+    x, y = digits.x_train, digits.y_train
+    torch.manual_seed(0)  # the initial weights (train_and_save seeds them the same way)
+    whole = build_model(spec.model)
+    assert train_resumable(whole, spec, x, y, quiet=True).finished
+    store, pieces = StateStore(tmp_path / "s.resume"), 0
+    progress = TrainingProgress({})
+    while not progress.finished:
+        torch.manual_seed(0)
+        model = build_model(spec.model)
+        progress = train_resumable(model, spec, x, y, quiet=True, store=store, resume=True,
+                                   limit=PieceLimit(epochs=1))
+        pieces += 1
+    assert pieces == 2 and np.isnan(progress.stats["generative_loss"])
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
+                                                 model.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize(("passes", "elapsed", "estimate", "stops"), [
