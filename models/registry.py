@@ -15,7 +15,8 @@ from robbench.data.datasets import load_dataset
 from robbench.models.build import build_model
 from robbench.models.checkpoint_io import load_checkpoint, read_card, save_checkpoint
 from robbench.models.config import MODEL_NAMES, ModelConfig, ModelSpec, TrainConfig
-from robbench.models.training import PieceLimit, accuracy, train_resumable
+from robbench.models.training import accuracy
+from robbench.models.training_loop import PieceLimit, train_resumable
 from robbench.models.training_state import StateStore, TrainingProgress, resume_dir
 from robbench.version import __version__
 

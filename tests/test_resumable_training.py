@@ -15,7 +15,7 @@ import robbench.models.training as training
 from robbench.cli import main
 from robbench.models.build import build_model
 from robbench.models.config import ModelSpec, TrainConfig
-from robbench.models.training import PieceLimit, train_resumable
+from robbench.models.training_loop import PieceLimit, train_resumable
 from robbench.models.training_state import (
     StateStore,
     TrainingProgress,

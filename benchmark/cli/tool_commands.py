@@ -22,7 +22,7 @@ from robbench.models.config import (
     TrainConfig,
 )
 from robbench.models.registry import cached_path, default_spec, override_spec, train_in_pieces
-from robbench.models.training import PieceLimit
+from robbench.models.training_loop import PieceLimit
 from robbench.models.training_state import resume_dir
 from robbench.perf.memory import DEFAULT_CASES
 from robbench.perf.suite import PERF_SUITES, run_suite

@@ -26,7 +26,7 @@ from robbench.data.datasets import load_dataset
 from robbench.models.checkpoint_io import load_checkpoint
 from robbench.models.config import ModelConfig, ModelSpec, TrainConfig
 from robbench.models.registry import default_spec, override_spec, train_in_pieces
-from robbench.models.training import PieceLimit
+from robbench.models.training_loop import PieceLimit
 from robbench.perf.chain import attack_step_cost
 from robbench.records.scoring import accuracy_with_interval
 
