@@ -15,7 +15,9 @@ from robbench.data.datasets import load_dataset
 from robbench.models.build import build_model
 from robbench.models.checkpoint_io import load_checkpoint, read_card, save_checkpoint
 from robbench.models.config import MODEL_NAMES, ModelConfig, ModelSpec, TrainConfig
-from robbench.models.training import accuracy, train_model
+from robbench.models.training import accuracy
+from robbench.models.training_loop import PieceLimit, train_resumable
+from robbench.models.training_state import StateStore, TrainingProgress, resume_dir
 from robbench.version import __version__
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
@@ -166,7 +168,49 @@ def train_and_save(
     # The initial weights come from the spec's seed, not from whatever the process drew before.
     torch.manual_seed(spec.train.seed)
     model = build_model(spec.model)
-    stats = train_model(model, spec, data.x_train, data.y_train, device=device, quiet=quiet)
+    progress = train_resumable(model, spec, data.x_train, data.y_train, device=device,
+                               quiet=quiet, command=command)
+    return model.eval(), _evaluate_and_save(model, spec, path, data, progress, device, command)
+
+
+def train_in_pieces(
+    spec: ModelSpec,
+    path: Path,
+    *,
+    resume: bool = False,
+    limit: PieceLimit | None = None,
+    data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    quiet: bool = False,
+    command: str | None = None,
+) -> tuple[TrainingProgress | None, dict | None]:
+    """Train ``spec`` into the checkpoint ``path`` with its state kept after every epoch in
+    ``resume_dir(path)``; ``resume`` continues that state, ``limit`` ends this piece early.
+
+    Returns (progress, card): the card once training has finished (its state is then
+    removed), else None. A resume finds nothing to do if ``path`` already holds a finished
+    training of ``spec``: (None, its card).
+    """
+    store = StateStore(resume_dir(path))
+    if resume and not store.exists() and _matches(Path(path), spec):
+        return None, {**read_card(path), "path": str(path)}
+    data = load_dataset(spec.dataset, data_dir)
+    torch.manual_seed(spec.train.seed)
+    model = build_model(spec.model)
+    progress = train_resumable(model, spec, data.x_train, data.y_train, device=device,
+                               quiet=quiet, store=store, resume=resume, limit=limit,
+                               command=command)
+    if not progress.finished:
+        return progress, None
+    card = _evaluate_and_save(model, spec, path, data, progress, device, command)
+    store.clear()
+    return progress, card
+
+
+def _evaluate_and_save(model: nn.Module, spec: ModelSpec, path: Path, data,
+                       progress: TrainingProgress, device, command: str | None) -> dict:
+    """Clean test accuracy, then the checkpoint and its card (training seconds over all
+    pieces, each piece's command, one row per epoch)."""
     torch.manual_seed(spec.train.seed)
     card = {
         "model": spec.model.name,
@@ -174,17 +218,19 @@ def train_and_save(
         "seed": spec.train.seed,
         "clean_test_accuracy": accuracy(model, data.x_test, data.y_test),
         "test_examples": len(data.x_test),
-        "train_seconds": round(stats.pop("train_seconds"), 2),
-        "train_stats": stats,
+        "train_seconds": progress.seconds,
+        "train_stats": progress.stats,
         "device": str(device),
         "torch_version": torch.__version__,
         "robbench_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
         "training_revision": TRAINING_REVISION,
+        "pieces": progress.pieces,
+        "epoch_history": progress.history,
     }
     save_checkpoint(model, spec, path, card)
-    return model.eval(), {**read_card(path), "path": str(path)}
+    return {**read_card(path), "path": str(path)}
 
 
 def load_zoo_model(

@@ -1,23 +1,18 @@
-"""Training of both models; the Short Run classifier by the thesis's three stages or jointly."""
+"""Training recipes of both models: the Short Run classifier's three stages (the thesis's) or
+joint objective, their losses, optimiser and learning-rate schedule, and the data they see.
+``robbench.models.training_loop`` runs them."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.shortrun import ShortRunClassifier
-
-
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    perm = torch.randperm(n, generator=gen)
-    for i in range(0, n, batch_size):
-        yield perm[i : i + batch_size]
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float):
@@ -113,48 +108,44 @@ def select_subsets(
     return x[labelled], y[labelled], x[pool]
 
 
-def train_model(
-    model: nn.Module,
-    spec: ModelSpec,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    device: torch.device | str = "cpu",
-    quiet: bool = False,
-) -> dict[str, float]:
-    """Train ``model`` in place as ``spec.train`` says; returns timings and final losses."""
-    t = spec.train
-    torch.manual_seed(t.seed)
-    gen = torch.Generator().manual_seed(t.seed)
-    model.to(device).train()
-    x_lab, y_lab, x_pool = select_subsets(spec, x, y)
-    start = time.perf_counter()
-    stats: dict[str, float] = {}
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a recipe: the loss, the parameters it trains at which learning rate, on the
+    labelled set or the generative pool, for how many passes (``stat`` names its final loss)."""
+
+    name: str
+    stat: str
+    desc: str
+    epochs: float
+    lr: float
+    params: Callable[[nn.Module], Iterable[nn.Parameter]]
+    labelled: bool
+    loss_fn: Callable
+    train_generator: bool = True
+
+
+def _every_parameter(model: nn.Module) -> Iterable[nn.Parameter]:
+    return model.parameters()
+
+
+def training_stages(model: nn.Module, t: TrainConfig) -> list[Stage]:
+    """The recipe's stages: one for the ConvNet and for the joint objective, else the thesis's
+    three (generative; the head on z_K with the generator frozen; BPTT through the chain)."""
     if not isinstance(model, ShortRunClassifier):
-        opt = make_optimizer(model.parameters(), t, t.lr)
-        stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "train convnet", gen, device,
-                             quiet, _convnet_loss, t)
-    elif t.objective == "joint":
-        opt = make_optimizer(model.parameters(), t, t.lr)
-        stats["loss"] = _fit(model, opt, x_lab, y_lab, t.epochs, "joint (CE+recon, BPTT)", gen,
-                             device, quiet, joint_loss, t)
-    else:
-        opt = make_optimizer(model.generator.parameters(), t, t.lr)
-        stats["generative_loss"] = _fit(model, opt, x_pool, None, t.generative_epochs,
-                                        "stage 1 generative", gen, device, quiet,
-                                        _generative_loss, t)
-        model.generator.requires_grad_(False)
-        opt = make_optimizer(model.head.parameters(), t, t.lr)
-        stats["discriminative_loss"] = _fit(model, opt, x_lab, y_lab, t.discriminative_epochs,
-                                            "stage 2 discriminative", gen, device, quiet,
-                                            _discriminative_loss, t)
-        model.generator.requires_grad_(True)
-        opt = make_optimizer(model.parameters(), t, t.bptt_lr)
-        stats["bptt_loss"] = _fit(model, opt, x_lab, y_lab, t.bptt_epochs, "stage 3 BPTT", gen,
-                                  device, quiet, joint_loss, t)
-    model.eval()
-    stats["train_seconds"] = time.perf_counter() - start
-    return stats
+        return [Stage("convnet", "loss", "train convnet", t.epochs, t.lr, _every_parameter, True,
+                      _convnet_loss)]
+    if t.objective == "joint":
+        return [Stage("joint", "loss", "joint (CE+recon, BPTT)", t.epochs, t.lr,
+                      _every_parameter, True, joint_loss)]
+    return [
+        Stage("generative", "generative_loss", "stage 1 generative", t.generative_epochs, t.lr,
+              lambda m: m.generator.parameters(), False, _generative_loss),
+        Stage("discriminative", "discriminative_loss", "stage 2 discriminative",
+              t.discriminative_epochs, t.lr, lambda m: m.head.parameters(), True,
+              _discriminative_loss, train_generator=False),
+        Stage("bptt", "bptt_loss", "stage 3 BPTT", t.bptt_epochs, t.bptt_lr, _every_parameter,
+              True, joint_loss),
+    ]
 
 
 def _convnet_loss(model, x, y, cfg):
@@ -183,41 +174,3 @@ def joint_loss(
     if cfg.recon_weight:
         loss = loss + cfg.recon_weight * reconstruction_loss(model, x, z)
     return loss, logits
-
-
-def _fit(model, opt, x, y, epochs, desc, gen, device, quiet, loss_fn, cfg) -> float:
-    """Optimise for ``epochs`` passes over ``x``; a fractional count ends within the last pass."""
-    last = float("nan")
-    per_epoch = math.ceil(len(x) / cfg.batch_size)
-    total_steps = round(epochs * per_epoch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: annealed_lr_factor(step, total_steps, cfg.anneal_from)
-    )
-    steps = 0
-    bar = tqdm(range(math.ceil(epochs)), desc=desc, disable=quiet or total_steps == 0,
-               leave=False)
-    for _ in bar:
-        total, seen, correct = 0.0, 0, 0
-        for idx in _batches(len(x), cfg.batch_size, gen):
-            if steps == total_steps:
-                break
-            xb = x[idx].to(device)
-            yb = y[idx].to(device) if y is not None else None
-            loss, logits = loss_fn(model, xb, yb, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-            steps += 1
-            total += loss.item() * len(idx)
-            seen += len(idx)
-            if logits is not None:
-                correct += (logits.argmax(1) == yb).sum().item()
-        if seen == 0:  # the step budget ended with the previous pass
-            break
-        last = total / seen
-        postfix = {"loss": f"{last:.4f}"}
-        if y is not None:
-            postfix["acc"] = f"{correct / seen:.3f}"
-        bar.set_postfix(postfix)
-    return last

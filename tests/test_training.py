@@ -9,7 +9,8 @@ from torch import nn
 
 from robbench.models.build import build_model
 from robbench.models.config import ModelSpec, TrainConfig
-from robbench.models.training import select_subsets, subset_sizes, train_model
+from robbench.models.training import select_subsets, subset_sizes
+from robbench.models.training_loop import train_model
 
 
 def _loss(model, x, y):

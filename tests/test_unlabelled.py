@@ -11,7 +11,7 @@ import torch
 
 from robbench.cli import main
 from robbench.models.registry import build_model, default_spec, override_spec
-from robbench.models.training import train_model
+from robbench.models.training_loop import train_model
 from robbench.studies.unlabelled import scaled_spec, unlabelled_study, write_study
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -1,9 +1,10 @@
-"""``robbench headline``, ``diagnose``, ``binarization``, ``chains``, ``synth`` and
-``unlabelled``."""
+"""``robbench headline``, ``diagnose``, ``binarization``, ``chains``, ``synth``,
+``unlabelled`` and ``ablation``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from robbench.attacks.registry import AUTO, attack_params
@@ -21,6 +22,8 @@ from robbench.cli.values import (
     attack_sizes,
     eot_value,
     int_tuple,
+    key_values,
+    named_setting,
     nonnegative_float,
     parse_names,
     positive_float,
@@ -31,6 +34,7 @@ from robbench.cli.values import (
 from robbench.devices import resolve_device
 from robbench.models.model_file import display_name
 from robbench.runs.distributed import launched_world
+from robbench.studies.ablation import DEFAULT_GRID, AblationConfig, run_ablation
 from robbench.studies.binarization import BinarizationConfig
 from robbench.studies.binarization_report import binarization_named
 from robbench.studies.chains import chains_study
@@ -242,4 +246,49 @@ def cmd_unlabelled(args: argparse.Namespace) -> int:
                              grid_dir=out / "unlabelled")
     path = write_study(frame, out, args.command_line)
     print(path.read_text(), end="")
+    return 0
+
+
+def add_ablation(sub: argparse._SubParsersAction) -> None:
+    abl = sub.add_parser("ablation", help="which settings of the Short Run recipe buy clean "
+                         "accuracy: a grid trained on a training subset, one row per setting, "
+                         "resumable")
+    abl.add_argument("--setting", action="append", default=None,
+                     metavar="'NAME: KEY=VALUE ...'",
+                     help="a setting of the grid, the dataset's recipe with these changes "
+                          "(repeatable; default: " + ", ".join(DEFAULT_GRID) + ")")
+    abl.add_argument("--base", default="", metavar="'KEY=VALUE ...'",
+                     help="changes every setting shares")
+    abl.add_argument("--subset", type=positive_int, default=10_000,
+                     help="training images (the labelled set, balanced, and the generative "
+                          "pool)")
+    abl.add_argument("--n", type=positive_int, default=10_000, help="test images scored")
+    abl.add_argument("--seed", type=int, default=0)
+    abl.add_argument("--max-minutes", type=positive_float, default=None, dest="max_minutes",
+                     metavar="M", help="stop at the last epoch boundary before M minutes; the "
+                                       "same command continues")
+    abl.add_argument("--out", default=None, help="directory (default results/<dataset>/ablation)")
+    add_common(abl)
+    abl.set_defaults(func=cmd_ablation)
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    grid = dict(named_setting(s) for s in args.setting) if args.setting else dict(DEFAULT_GRID)
+    if args.setting and len(grid) < len(args.setting):
+        raise UsageError("setting names must differ; a name is given twice")
+    cfg = AblationConfig(dataset=args.dataset, grid=grid, base=key_values(args.base, "--base"),
+                         subset=args.subset, n=args.n, seed=args.seed)
+    out = Path(args.out) if args.out else Path("results") / args.dataset / "ablation"
+    try:
+        frame, done = run_ablation(cfg, out, max_minutes=args.max_minutes,
+                                   data_dir=args.data_dir, device=resolve_device(args.device),
+                                   quiet=args.quiet, command=args.command_line)
+    except KeyboardInterrupt:
+        print("robbench: interrupted; finished settings and the last finished epoch are kept: "
+              "rerun the same command to continue", file=sys.stderr)
+        return 130
+    if len(frame):
+        print((out / "ablation.md").read_text(), end="")
+    print(f"ablation of {args.dataset}: {len(frame)} of {len(grid)} settings done"
+          + ("" if done else "; paused: rerun the same command to continue"))
     return 0

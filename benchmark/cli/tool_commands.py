@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 
 from robbench.cli.options import add_common, add_preset
 from robbench.cli.reference import write_references
-from robbench.cli.values import int_tuple, nonnegative_float, positive_int
+from robbench.cli.values import int_tuple, nonnegative_float, positive_float, positive_int
 from robbench.defenses.catalog import TRAINED_DEFENSES
 from robbench.defenses.training import cached_defense_path, train_defense
 from robbench.devices import resolve_device
@@ -22,7 +23,9 @@ from robbench.models.config import (
     ModelConfig,
     TrainConfig,
 )
-from robbench.models.registry import cached_path, default_spec, override_spec, train_and_save
+from robbench.models.registry import cached_path, default_spec, override_spec, train_in_pieces
+from robbench.models.training_loop import PieceLimit
+from robbench.models.training_state import resume_dir
 from robbench.perf.memory import DEFAULT_CASES
 from robbench.perf.suite import PERF_SUITES, run_suite
 from robbench.report.readme_sync import documentation_pages, sync_readme
@@ -58,6 +61,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                        help="fraction of each stage after which the lr decays on a cosine "
                             "(1 = constant)")
     train.add_argument("--out", default=None, help="checkpoint path (default: the cache)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the training from its last finished epoch (its state is "
+                            "kept in OUT's NAME.resume/ directory after every epoch)")
+    train.add_argument("--max-minutes", type=positive_float, dest="max_minutes", metavar="M",
+                       help="stop this piece at the last epoch boundary before M minutes; "
+                            "continue later with --resume")
+    train.add_argument("--max-epochs", type=positive_int, dest="max_epochs", metavar="E",
+                       help="stop this piece after E epochs (passes, counted over the stages)")
     add_preset(train)
     add_common(train)
     train.set_defaults(func=cmd_train)
@@ -70,11 +81,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = override_spec(default_spec(args.model, args.dataset),
                          **{k: v for k, v in vars(args).items() if k in fields})
     path = Path(args.out) if args.out else cached_path(spec)
-    _, card = train_and_save(spec, path, data_dir=args.data_dir,
-                             device=resolve_device(args.device), quiet=args.quiet,
-                             command=args.command_line)
-    print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
-          f"in {card['train_seconds']:.1f} s -> {path}")
+    limit = (PieceLimit(args.max_minutes, args.max_epochs)
+             if args.max_minutes or args.max_epochs else None)
+    try:
+        progress, card = train_in_pieces(spec, path, resume=args.resume, limit=limit,
+                                          data_dir=args.data_dir,
+                                          device=resolve_device(args.device),
+                                          quiet=args.quiet, command=args.command_line)
+    except KeyboardInterrupt:
+        print(f"robbench: interrupted; the training's last finished epoch is kept in "
+              f"{resume_dir(path)}: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    name = f"{args.model} on {args.dataset}"
+    if progress is None:
+        print(f"{name}: already trained -> {path} (clean test accuracy "
+              f"{card['clean_test_accuracy']:.4f}); nothing to resume")
+    elif card is None:
+        again = args.command_line + ("" if args.resume else " --resume")
+        print(f"{name}: paused at {progress.position()} ({progress.pieces[-1]['epochs']} "
+              f"epochs in {progress.pieces[-1]['seconds']:.1f} s; {progress.seconds:.1f} s in "
+              f"all); state in {resume_dir(path)}; continue with: {again}")
+    else:
+        print(f"{name}: clean test accuracy {card['clean_test_accuracy']:.4f} in "
+              f"{card['train_seconds']:.1f} s ({len(card['pieces'])} piece(s)) -> {path}")
     return 0
 
 

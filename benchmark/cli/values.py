@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 
 
@@ -116,6 +117,27 @@ def eot_value(text: str) -> int | str:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of draws >= 1 or "
                                          "'auto'") from None
+
+
+def named_setting(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME: KEY=VALUE KEY=VALUE ...`` (a setting of a study's grid) into (NAME, {KEY: VALUE})."""
+    name, sep, rest = text.partition(":")
+    if not sep or not re.fullmatch(r"[\w.+-]+", name.strip()):
+        raise UsageError(f"setting {text!r} is not NAME: KEY=VALUE ... (e.g. 'sigma-0.1: "
+                         "sigma=0.1'; NAME of letters, digits, . + - _)")
+    return name.strip(), key_values(rest, f"setting {name.strip()!r}")
+
+
+def key_values(text: str, what: str) -> dict[str, str]:
+    """Space-separated ``KEY=VALUE`` items into {KEY: VALUE} (the keys are the caller's to
+    check)."""
+    pairs = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what}: {item!r} is not KEY=VALUE (e.g. sigma=0.1)")
+        pairs[key] = value
+    return pairs
 
 
 def name_value_pairs(items: Sequence[str], what: str) -> dict[str, str]:
