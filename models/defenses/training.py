@@ -30,7 +30,8 @@ from robbench.models.registry import (
     default_spec,
     override_spec,
 )
-from robbench.models.training import accuracy, train_model
+from robbench.models.training import accuracy
+from robbench.models.training_loop import train_model
 from robbench.version import __version__
 
 
