@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import robbench
+from robbench.attacks.eot import eot_loss_grad
 from robbench.attacks.target import Target
 from robbench.defenses import (
     NoiseInjection,
@@ -159,10 +160,22 @@ def test_bpda_breaks_quantization_and_the_diagnostic_flags_the_masked_version(di
     assert "UPPER BOUND" in format_table(flags["quantize"])
 
 
-def test_eot_pgd_leaves_sap_less_accuracy_than_one_draw_pgd(digits):
-    """Athalye et al. (2018) broke SAP by averaging gradients over its randomness."""
+def test_eot_follows_the_expected_gradient_of_sap_better_than_one_draw(digits):
+    """Athalye et al. (2018) broke SAP by averaging gradients over its randomness: the mean of 8
+    draws points much closer to the expected gradient (estimated from 128 other draws) than one
+    draw does. On the digits ConvNet the resulting accuracies differ by less than the noise of
+    100 images (EOT-8 PGD 49.9-51.8%, PGD 49.4-52.3% at eps 0.1 over two seeds), so the test
+    checks the gradients, where the difference is large (mean cosine about 0.75 against 0.56)."""
     x, y = first_100(digits)
-    report = robbench.evaluate({"sap": robbench.load_model("sap", "digits")}, x, y,
-                               attacks=["pgd", "eot-pgd"], eps=[0.1], eot=8, progress=False)
-    row = report.summary.set_index("attack")["accuracy"]
-    assert row["eot-pgd"] < row["pgd"]
+    model = robbench.load_model("sap", "digits")
+
+    def gradient(draws: int, seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return eot_loss_grad(model, x, y, eot=draws)[1].flatten(1)
+
+    expected = gradient(128, 99)
+    for seed in (1, 2):
+        one, eight = gradient(1, seed), gradient(8, 10 + seed)
+        cosine = [torch.nn.functional.cosine_similarity(g, expected, dim=1).mean().item()
+                  for g in (one, eight)]
+        assert cosine[1] > cosine[0] + 0.1, cosine
