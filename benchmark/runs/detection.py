@@ -70,9 +70,16 @@ def as_target(name: str, model: nn.Module, x: torch.Tensor, classes: int | None 
     """``model`` as an attack target, random or not as its passes on ``x`` show (passes the
     contract checks; ``classes`` None takes the width of its logits)."""
     contracts = ModelContracts({name: model}, classes)
-    with contracts.attached(), contracts.stage(name, "randomness detection"):
+    with contracts.attached():
+        return _detect(name, model, x, forced, contracts)[0]
+
+
+def _detect(name: str, model: nn.Module, x: torch.Tensor, forced: bool | str | None,
+            contracts: ModelContracts) -> tuple[Target, Randomness]:
+    """Detection's two passes, held to the contract, and the treatment they decide."""
+    with contracts.stage(name, f"randomness detection (two passes on {len(x)} images)"):
         randomness = assess_randomness(name, model, x, forced)
-    return Target(model, randomness.stochastic, contracts.classes or 0, name)
+    return Target(model, randomness.stochastic, contracts.classes or 0, name), randomness
 
 
 def detect_targets(models: Mapping[str, LoadedModel], x: torch.Tensor,
@@ -85,9 +92,5 @@ def detect_targets(models: Mapping[str, LoadedModel], x: torch.Tensor,
     for name, loaded in models.items():
         choice = forced.get(name, "auto") if isinstance(forced, Mapping) else forced
         device_x = x[:DETECTION_EXAMPLES].to(parameter_device(loaded.module) or x.device)
-        with contracts.stage(name, f"randomness detection (two passes on {len(device_x)} "
-                                   "images)"):
-            randomness = assess_randomness(name, loaded.module, device_x, choice)
-        target = Target(loaded.module, randomness.stochastic, contracts.classes or 0, name)
-        out[name] = (target, randomness)
+        out[name] = _detect(name, loaded.module, device_x, choice, contracts)
     return out
