@@ -75,6 +75,23 @@ def test_random_wrapper_is_deterministic_under_fixed_noise(name):
     assert model.noise_seed is None  # restored after the block
 
 
+def test_purify_exposes_the_latent_it_decodes_so_latent_pgd_attacks_it(digits):
+    model = wrappers()["purify"].eval()
+    x, y = digits.x_test[:6], digits.y_test[:6]
+    with model.fixed_noise(1):
+        z = model.infer(x, n_chains=3)
+        recon = model.reconstruct(x)
+    assert z.shape == (6, 3, model.purifier.latent)
+    assert not torch.equal(z[:, 0], z[:, 1])  # independent chains of one input
+    with model.fixed_noise(1):  # reconstruct decodes infer's first chain under the same noise
+        assert torch.equal(recon, model.purifier(model.infer(x)[:, 0]))
+    torch.manual_seed(0)
+    adv = robbench.attacks.registry.craft(
+        "latent-pgd", Target(model, True), x, y, [0.1],
+        params=robbench.attacks.registry.attack_params("latent-pgd", steps=2, eot=2))[0.1]
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(adv, x)
+
+
 def test_activation_defenses_leave_their_base_plain_when_called_alone():
     base = tiny_base()
     x = torch.rand(4, 1, 8, 8)

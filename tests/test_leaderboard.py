@@ -11,7 +11,14 @@ import pytest
 from test_results_tables import fake_run
 
 from robbench.cli import main
-from robbench.report.leaderboard import leaderboard_entries, leaderboard_frame, write_leaderboard
+from robbench.report.leaderboard import (
+    REFERENCE_RUN,
+    coverage,
+    leaderboard_entries,
+    leaderboard_frame,
+    leaderboard_markdown,
+    write_leaderboard,
+)
 from robbench.report.tables import results_table
 from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol
 
@@ -69,7 +76,7 @@ def test_rows_give_naive_worst_case_and_what_naive_overstates(board: Path):
     assert sap["overstated_expected"] == pytest.approx(6 / 8 - 1.5 / 4)
     assert sap["diagnostics"] == "1/2 PASS"
     assert sap["fails"] == "gradient not vanishing (eot-pgd, eps 0.1)"
-    assert pd.isna(sap["aa_rand_expected"])
+    assert pd.isna(sap["aa_ref_expected"]) and sap["aa_ref_n"] == 0  # no reference run
 
 
 def test_markdown_names_the_fail_warns_loudly_and_regenerates_equal(board: Path, capsys):
@@ -81,6 +88,54 @@ def test_markdown_names_the_fail_warns_loudly_and_regenerates_equal(board: Path,
     (board / "results" / "leaderboard" / "digits.csv").write_text("stale\n")
     assert main(["leaderboard", "--dataset", "digits", "--root", str(board), "--check"]) == 1
     assert "stale:" in capsys.readouterr().out
+
+
+def _add_references(board: Path) -> None:
+    """The authors' AutoAttack-rand: on sap's four images, fooling every pass of every example
+    (lower than robbench's worst case, which it must not enter); on the ConvNet's first two
+    images only, fooling none."""
+    runs = board / "results" / "leaderboard" / "runs" / "digits"
+    fake_run(runs / "sap" / "first-4" / "runs", REFERENCE_RUN,
+             {("sap", "autoattack-rand", 0.1): [[9, 9, 9, 9], [9, 9, 9, 9]]}, LABELS)
+    fake_run(runs / "convnet" / "first-2" / "runs", REFERENCE_RUN,
+             {("convnet", "autoattack-rand", 0.1): [[0, 1]]}, LABELS[:2])
+
+
+def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(board: Path):
+    _add_references(board)
+    entries = leaderboard_entries(board, "digits")
+    frame = leaderboard_frame(entries, (0.1,)).set_index("model")
+    conv, sap = frame.loc["convnet"], frame.loc["sap"]
+    assert sap["aa_ref_expected"] == 0.0 and sap["aa_ref_n"] == 4
+    assert sap["worst_expected"] == pytest.approx(1.5 / 4)  # not one of the protocol's attacks
+    assert sap["overstated_expected"] == pytest.approx(6 / 8 - 1.5 / 4)  # PGD-40 is higher
+    # the ConvNet's reference covers 2 of the 4 images: shown with its n, kept out of
+    # "overstated by" (which compares numbers on the same images)
+    assert conv["aa_ref_n"] == 2 and conv["aa_ref_expected"] == 1.0
+    assert conv["overstated_expected"] == pytest.approx(0.75 - 0.5)
+    md = leaderboard_markdown(frame.reset_index(), entries, "digits")
+    assert "100.0% [34.2, 100.0] (first 2)" in md
+
+
+def test_autoattack_standard_belongs_to_the_protocol_of_deterministic_models_only():
+    assert coverage("pgd+autoattack", 0.1, random=False) == (
+        "2/8, w/o fgsm, eot-pgd, apgd, autoattack-rand, square, transfer")
+    assert coverage("pgd", 0.1, random=True) == (
+        "1/7, w/o fgsm, eot-pgd, apgd, autoattack-rand, square, transfer")
+    assert coverage("pgd", 0.2, random=False) == "1/4, w/o fgsm, eot-pgd, transfer"
+    sap = LeaderboardProtocol("digits", "sap")
+    assert "autoattack" not in sap.run_configs(random=True)
+    assert sap.run_configs(random=False)["autoattack"].eps == [0.1]
+    reference = sap.run_configs(random=True)[REFERENCE_RUN]
+    assert (reference.attacks, reference.backend, reference.eps) == (
+        ["autoattack-rand"], "autoattack", [0.1])
+
+
+def test_a_baseline_runs_only_its_reference_its_protocol_is_the_headline():
+    assert list(LeaderboardProtocol("mnist", "convnet").run_configs(random=False)) == [
+        REFERENCE_RUN]
+    with pytest.raises(ValueError, match="convnet's protocol runs are the digits headline's"):
+        LeaderboardProtocol("digits", "convnet", attacks=("pgd",))
 
 
 def test_bad_values_are_one_line_errors(tmp_path: Path, capsys):

@@ -211,6 +211,20 @@ def test_the_worst_case_summary_labels_what_each_row_leaves_out(runs: list[Path]
                                          "50.0% [15.0, 85.0]"]
 
 
+def test_an_attack_only_some_models_ran_is_named_with_them_in_one_worst_case_row(
+        runs: list[Path], tmp_path: Path) -> None:
+    """AutoAttack's standard version runs on the deterministic model only: the row stays one
+    row per eps, its attacks naming who ran it."""
+    from robbench.report.tables import worst_case_summary
+
+    d = fake_run(tmp_path, "d", {("convnet", "autoattack", 0.1): [[0, 1, 9, 3]]}, LABELS)
+    summary = worst_case_summary([*runs, d])
+    assert list(zip(summary.row, summary.attacks, strict=True)) == [
+        ("clean", "-"), (WORST_CASE, "autoattack (convnet)+fgsm+pgd")]
+    # example 2 falls to autoattack too: the ConvNet keeps only example 1
+    assert summary.convnet[1].startswith("25.0%") and not summary.shortrun.isna().any()
+
+
 @pytest.mark.parametrize("n", [1, 3, 7, 60, 397, 1000, 10_000])
 def test_the_wilson_interval_contains_the_accuracy_even_at_0_and_1(n):
     for successes in (0, 1, n // 2, n - 1, n):

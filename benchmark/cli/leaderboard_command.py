@@ -11,14 +11,19 @@ from robbench.data.datasets import DATASETS
 from robbench.defenses.catalog import DEFENSE_NAMES
 from robbench.devices import resolve_device
 from robbench.report.html_report import write_report
-from robbench.report.leaderboard import LINF_ATTACKS, write_leaderboard
-from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol, run_protocol
+from robbench.report.leaderboard import BASELINES, write_leaderboard
+from robbench.studies.leaderboard_runs import (
+    DATASET_EPS,
+    LEADERBOARD_RUNS,
+    LeaderboardProtocol,
+    run_protocol,
+)
 
 RUNS_ROOT = "results/leaderboard/runs"
 
 
 def attack_names(text: str) -> list[str]:
-    return parse_names(text, LINF_ATTACKS, "leaderboard attack")
+    return parse_names(text, LEADERBOARD_RUNS, "leaderboard attack")
 
 
 def add_leaderboard(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +32,19 @@ def add_leaderboard(sub: argparse._SubParsersAction) -> None:
                            "--run, first run or resume a defense's protocol")
     board.add_argument("--dataset", required=True, choices=[d for d in DATASETS
                                                             if d in DATASET_EPS])
-    board.add_argument("--run", action="append", default=[], choices=DEFENSE_NAMES,
-                       metavar="DEFENSE", help="run (or resume) the headline's L-inf protocol "
-                       f"on this defense first; repeatable ({', '.join(DEFENSE_NAMES)})")
+    board.add_argument("--run", action="append", default=[],
+                       choices=(*DEFENSE_NAMES, *BASELINES), metavar="MODEL",
+                       help="run (or resume) the headline's L-inf protocol on this defense "
+                       f"first; repeatable ({', '.join(DEFENSE_NAMES)}; "
+                       f"{', '.join(BASELINES)}: their reference run alone, the rest is "
+                       "their headline)")
     board.add_argument("--n", type=positive_int, default=None,
                        help="with --run: the first N test images (default all)")
-    board.add_argument("--attacks", type=attack_names, default=LINF_ATTACKS,
+    board.add_argument("--attacks", type=attack_names, default=LEADERBOARD_RUNS,
                        help="with --run: the protocol's attacks to run, comma-separated "
-                       "(default all; a reduced grid shows in the table's attacks column)")
+                       "(default all; a reduced grid shows in the table's attacks column; "
+                       f"{LEADERBOARD_RUNS[-1]} runs AutoAttack-rand through its authors' "
+                       "code, pip install 'robbench[autoattack]')")
     add_batch_size(board)
     board.add_argument("--root", default=".", help="the repository (default: here)")
     board.add_argument("--check", action="store_true",

@@ -137,10 +137,11 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
     if worst.empty:
         return pd.DataFrame()
     worst = worst.assign(label=worst["without"].map(worst_case_label))
-    index = ["dataset", "label", "norm", "eps", "n", "attacks"]
-    wide = worst[index].drop_duplicates().reset_index(drop=True)
-    scoring = worst.groupby(index)["scoring"].agg(lambda s: "same-draws" if (s == "same-draws")
-                                                   .any() else "disjoint")
+    index = ["dataset", "label", "norm", "eps", "n"]
+    groups = worst.groupby(index, sort=False)
+    wide = groups[["model", "attacks"]].apply(attacks_counted).rename("attacks").reset_index()
+    scoring = groups["scoring"].agg(lambda s: "same-draws" if (s == "same-draws").any()
+                                    else "disjoint")
     random = stochastic_models(worst)
     for model in sorted(worst["model"].unique()):
         rows = worst[worst["model"] == model].set_index(index)
@@ -150,6 +151,16 @@ def worst_case_wide(worst: pd.DataFrame, all_draws_at: Sequence[int] = ()) -> pd
             wide[column] = [cells.get(tuple(k), np.nan) for k in keys]
     wide["scoring"] = [scoring[tuple(k)] for k in wide[index].itertuples(index=False)]
     return _drop_empty(wide, all_draws_at).rename(columns={"label": "attack"})
+
+
+def attacks_counted(rows: pd.DataFrame) -> str:
+    """The attacks a worst-case row counts, one that only some of its models ran (AutoAttack's
+    standard version runs on deterministic ones) followed by their names."""
+    ran = {m: set(a.split("+")) for m, a in zip(rows["model"], rows["attacks"], strict=True)}
+    names = sorted(set().union(*ran.values()))
+    return "+".join(n if all(n in s for s in ran.values())
+                    else f"{n} ({', '.join(m for m, s in ran.items() if n in s)})"
+                    for n in names)
 
 
 def _drop_empty(wide: pd.DataFrame, all_draws_at: Sequence[int]) -> pd.DataFrame:
