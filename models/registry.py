@@ -158,8 +158,10 @@ def train_and_save(
     device: str | torch.device = "cpu",
     quiet: bool = False,
     command: str | None = None,
+    card_extra: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train ``spec`` from scratch, evaluate on the test split and write the checkpoint.
+    """Train ``spec`` from scratch, evaluate on the test split and write the checkpoint (with
+    ``card_extra`` on its card).
 
     The weights depend only on ``spec`` (and the device and torch build), so the command on
     the model card retrains the same model.
@@ -170,7 +172,8 @@ def train_and_save(
     model = build_model(spec.model)
     progress = train_resumable(model, spec, data.x_train, data.y_train, device=device,
                                quiet=quiet, command=command)
-    return model.eval(), _evaluate_and_save(model, spec, path, data, progress, device, command)
+    return model.eval(), _evaluate_and_save(model, spec, path, data, progress, device, command,
+                                            card_extra)
 
 
 def train_in_pieces(
@@ -208,7 +211,8 @@ def train_in_pieces(
 
 
 def _evaluate_and_save(model: nn.Module, spec: ModelSpec, path: Path, data,
-                       progress: TrainingProgress, device, command: str | None) -> dict:
+                       progress: TrainingProgress, device, command: str | None,
+                       card_extra: dict[str, Any] | None = None) -> dict:
     """Clean test accuracy, then the checkpoint and its card (training seconds over all
     pieces, each piece's command, one row per epoch)."""
     torch.manual_seed(spec.train.seed)
@@ -228,6 +232,7 @@ def _evaluate_and_save(model: nn.Module, spec: ModelSpec, path: Path, data,
         "training_revision": TRAINING_REVISION,
         "pieces": progress.pieces,
         "epoch_history": progress.history,
+        **(card_extra or {}),
     }
     save_checkpoint(model, spec, path, card)
     return {**read_card(path), "path": str(path)}

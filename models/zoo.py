@@ -1,7 +1,9 @@
 """Models by name: the built-in zoo, names registered in code, and installed packages' names.
 
 A name maps to a factory. The built-in ``convnet`` and ``shortrun`` load the shipped (or a
-cached, or a freshly trained) checkpoint of a dataset, the built-in defenses
+cached, or a freshly trained) checkpoint of a dataset, ``convnet-matched`` the ConvNet stopped
+at the Short Run classifier's accuracy (``robbench.models.matched_control``), the built-in
+defenses
 (``robbench.defenses``: ``sap``, ``noise``, ...) wrap them; :func:`register_model` adds a name in
 code, and an installed distribution adds names through the entry-point group
 ``robbench.models`` (each entry point is a factory). A factory is called as
@@ -25,6 +27,7 @@ from torch import nn
 from robbench.defenses.catalog import DEFENSE_NAMES
 from robbench.defenses.loading import load_defense
 from robbench.models.config import MODEL_NAMES
+from robbench.models.matched_control import MATCHED, load_matched
 from robbench.models.registry import load_zoo_model
 
 ENTRY_POINT_GROUP = "robbench.models"
@@ -60,7 +63,7 @@ def weights_sha256(module: nn.Module) -> str:
 
 def register_model(name: str, factory: ModelFactory) -> None:
     """Make ``name`` loadable wherever robbench takes a model name."""
-    if name in MODEL_NAMES or name in DEFENSE_NAMES:
+    if name in MODEL_NAMES or name in DEFENSE_NAMES or name == MATCHED:
         raise ValueError(f"model name {name!r} is built in; choose another")
     _REGISTERED[name] = factory
 
@@ -72,7 +75,8 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 def model_names() -> list[str]:
     """Every name a model can be loaded by: built-in models and defenses, registered, then
     installed packages'."""
-    return list(dict.fromkeys([*MODEL_NAMES, *DEFENSE_NAMES, *_REGISTERED, *_entry_points()]))
+    return list(dict.fromkeys([*MODEL_NAMES, MATCHED, *DEFENSE_NAMES, *_REGISTERED,
+                               *_entry_points()]))
 
 
 def call_factory(factory: Callable[..., Any], device: str, **kwargs: Any) -> nn.Module:
@@ -91,9 +95,10 @@ def call_factory(factory: Callable[..., Any], device: str, **kwargs: Any) -> nn.
 def load_named_model(name: str, dataset: str, *, device: str = "cpu",
                      data_dir: str | Path | None = None, quiet: bool = True) -> LoadedModel:
     """The model a name stands for on ``dataset``, on ``device``."""
-    if name in MODEL_NAMES:
-        module, card = load_zoo_model(name, dataset, device=device, data_dir=data_dir,
-                                      quiet=quiet)
+    if name in (*MODEL_NAMES, MATCHED):
+        where = {"device": device, "data_dir": data_dir, "quiet": quiet}
+        module, card = (load_matched(dataset, **where) if name == MATCHED
+                        else load_zoo_model(name, dataset, **where))
         weights = card.get("weights") or Path(card.get("path", name)).name
         return LoadedModel(name, module, {"name": weights, "sha256": card["sha256"]},
                            f"zoo:{dataset}-{name}", card)

@@ -10,6 +10,7 @@ from robbench.cli.values import eot_value, name_value_pairs, nonnegative_float, 
 from robbench.data.datasets import DATASETS
 from robbench.devices import DEVICES
 from robbench.models.config import MODEL_NAMES
+from robbench.models.matched_control import MATCHED
 from robbench.models.robustbench_source import THREAT_MODELS, canonical_spec
 
 ATTACK_OPTIONS: dict[str, dict] = {
@@ -59,15 +60,17 @@ def add_preset(p: argparse.ArgumentParser) -> None:
 
 
 def add_models(p: argparse.ArgumentParser, *, several: bool = True,
-               default: tuple[str, ...] = MODEL_NAMES) -> None:
-    """--model (a zoo, file or RobustBench model), --checkpoint, --threat-model, --normalize."""
+               default: tuple[str, ...] = MODEL_NAMES, default_help: str | None = None) -> None:
+    """--model (a zoo, file or RobustBench model), --checkpoint, --threat-model, --normalize
+    (``default_help`` says what the default is where it depends on other options)."""
     p.add_argument("--model", action="append" if several else "store", dest="model",
                    default=None, metavar="MODEL",
-                   help=f"a zoo name ({', '.join(MODEL_NAMES)}, or one an installed package "
-                        "registers), a model in a file, PATH.py:FUNCTION[=NAME], or a "
-                        "RobustBench model, robustbench:NAME or robustbench:DATASET/THREAT/NAME"
-                        + (f"; repeatable (default: {' and '.join(default)})" if several
-                           else f" (default: {default[0]})"))
+                   help=f"a zoo name ({', '.join(MODEL_NAMES)}, {MATCHED}, a defense of "
+                        "`robbench list`, or one an installed package registers), a model "
+                        "in a file, PATH.py:FUNCTION[=NAME], or a RobustBench model, "
+                        "robustbench:NAME or robustbench:DATASET/THREAT/NAME"
+                        + (f"; repeatable (default: {default_help or ' and '.join(default)})"
+                           if several else f" (default: {default[0]})"))
     p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]FILE",
                    help="safetensors weights for a file model (NAME=FILE with several)")
     p.add_argument("--threat-model", default="Linf", choices=THREAT_MODELS, dest="threat_model",

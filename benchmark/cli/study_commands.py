@@ -32,6 +32,7 @@ from robbench.cli.values import (
     size_list,
 )
 from robbench.devices import resolve_device
+from robbench.models.matched_control import MATCHED, MATCHED_DATASETS
 from robbench.models.model_file import display_name
 from robbench.runs.distributed import launched_world
 from robbench.studies.ablation import DEFAULT_GRID, AblationConfig, run_ablation
@@ -48,7 +49,8 @@ from robbench.studies.unlabelled import unlabelled_study, write_study
 def add_headline(sub: argparse._SubParsersAction) -> None:
     head = sub.add_parser("headline", help="the full benchmark of a dataset: every attack, "
                           "diagnostics, table and figures into one results directory")
-    add_models(head)
+    add_models(head, default_help=f"convnet and shortrun, and {MATCHED} on "
+                                  f"{' and '.join(MATCHED_DATASETS)}")
     head.add_argument("--n", type=positive_int, default=None, help="test examples (default all)")
     head.add_argument("--n-eot", type=positive_int, default=1000, dest="n_eot",
                       help="test examples for EOT-PGD, APGD, AutoAttack-rand and Square")
@@ -76,7 +78,8 @@ def add_headline(sub: argparse._SubParsersAction) -> None:
 
 def cmd_headline(args: argparse.Namespace) -> int:
     diagnose = DiagnoseConfig(n=args.diagnostics_n, seed=args.seed) if args.diagnostics else None
-    cfg = HeadlineConfig(dataset=args.dataset, models=tuple(models_of(args)), n=args.n,
+    cfg = HeadlineConfig(dataset=args.dataset, n=args.n,
+                         models=tuple(models_of(args)) if args.model else None,
                          n_eot=args.n_eot, draws=args.draws,
                          selection_draws=args.selection_draws, eot=args.eot, seed=args.seed,
                          diagnostics=diagnose,

@@ -23,6 +23,12 @@ from robbench.models.config import (
     ModelConfig,
     TrainConfig,
 )
+from robbench.models.matched_control import (
+    MATCHED,
+    cached_matched_path,
+    shortrun_accuracy,
+    train_matched,
+)
 from robbench.models.registry import cached_path, default_spec, override_spec, train_in_pieces
 from robbench.models.training_loop import PieceLimit
 from robbench.models.training_state import resume_dir
@@ -33,9 +39,14 @@ from robbench.report.readme_sync import documentation_pages, sync_readme
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a zoo model and cache its checkpoint")
-    train.add_argument("--model", required=True, choices=(*MODEL_NAMES, *TRAINED_DEFENSES),
-                       help="a zoo model, or a defense whose base trains through it (its "
-                       "registered settings; the other options apply to zoo models)")
+    train.add_argument("--model", required=True,
+                       choices=(*MODEL_NAMES, MATCHED, *TRAINED_DEFENSES),
+                       help="a zoo model, the accuracy-matched ConvNet, or a defense whose base "
+                       "trains through it (their registered settings; the other options apply "
+                       "to zoo models)")
+    train.add_argument("--match-accuracy", type=positive_float, dest="match_accuracy",
+                       metavar="A", help=f"{MATCHED}: the clean test accuracy to stop at "
+                       "(default: the zoo Short Run classifier's, from its card)")
     train.add_argument("--objective", choices=OBJECTIVES)
     train.add_argument("--epochs", type=positive_int)
     for stage in ("generative", "discriminative", "bptt"):
@@ -77,6 +88,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.model in TRAINED_DEFENSES:
         return _train_defense(args)
+    if args.model == MATCHED:
+        return _train_matched(args)
     fields = {f.name for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
     spec = override_spec(default_spec(args.model, args.dataset),
                          **{k: v for k, v in vars(args).items() if k in fields})
@@ -114,6 +127,20 @@ def _train_defense(args: argparse.Namespace) -> int:
                             command=args.command_line)
     print(f"{args.model} on {args.dataset}: clean test accuracy {card['clean_test_accuracy']:.4f} "
           f"in {card['train_seconds']:.1f} s -> {path}")
+    return 0
+
+
+def _train_matched(args: argparse.Namespace) -> int:
+    path = Path(args.out) if args.out else cached_matched_path(
+        args.dataset, args.match_accuracy or shortrun_accuracy(args.dataset,
+                                                               data_dir=args.data_dir))
+    _, card = train_matched(args.dataset, path, target=args.match_accuracy,
+                            device=resolve_device(args.device), data_dir=args.data_dir,
+                            quiet=args.quiet, command=args.command_line)
+    match = card["matched"]
+    print(f"{MATCHED} on {args.dataset}: {match['steps']} of the recipe's "
+          f"{match['full_recipe_steps']} steps, clean test accuracy "
+          f"{card['clean_test_accuracy']:.4f} (target {match['target_accuracy']:.4f}) -> {path}")
     return 0
 
 

@@ -19,6 +19,7 @@ from robbench.data.datasets import DATASETS, Dataset, load_dataset
 from robbench.defenses.catalog import DEFENSE_DATASETS, DEFENSE_NAMES, DEFENSES
 from robbench.defenses.training import shipped_defense_path
 from robbench.models.config import MODEL_NAMES
+from robbench.models.matched_control import MATCHED, shipped_matched_path
 from robbench.models.model_file import display_name, is_model_file, load_model_file
 from robbench.models.normalized import parse_normalize
 from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
@@ -143,12 +144,23 @@ def run_models_listing() -> list[str]:
                       f"{name} --dataset {dataset})" if dataset in GPU_RECIPES else
                       "no checkpoint (trained on first use)")
             lines.append(f"{name:9s} {dataset:{width}s} {status}")
+    lines += matched_listing()
     lines += defenses_listing()
-    extra = [name for name in model_names() if name not in (*MODEL_NAMES, *DEFENSE_NAMES)]
+    extra = [name for name in model_names()
+             if name not in (*MODEL_NAMES, MATCHED, *DEFENSE_NAMES)]
     lines += [f"{name:9s} (registered or installed)" for name in extra]
     lines.append("robustbench:NAME  cifar10, cifar100: RobustBench's zoo (--threat-model Linf|L2; "
                  f"{INSTALL})")
     return lines
+
+
+def matched_listing() -> list[str]:
+    """The accuracy-matched ConvNet: its shipped checkpoints, else how it is made."""
+    shipped = [d for d in DATASETS if shipped_matched_path(d).is_file()]
+    where = (f"checkpoints for {', '.join(shipped)}; " if shipped else "") + \
+        "elsewhere searched and trained on first use"
+    return [f"{MATCHED} the ConvNet recipe stopped at the Short Run classifier's clean "
+            f"accuracy ({where})"]
 
 
 def defenses_listing() -> list[str]:

@@ -34,6 +34,7 @@ from robbench.attacks import budgets
 from robbench.attacks.target import Target
 from robbench.data.datasets import Dataset, load_dataset
 from robbench.models.config import MODEL_NAMES
+from robbench.models.matched_control import MATCHED, MATCHED_DATASETS
 from robbench.models.zoo import LoadedModel
 from robbench.records.scoring import ALL_DRAWS_AT
 from robbench.records.store import DirectoryStore, run_devices
@@ -83,12 +84,19 @@ def headline_runs(eot: int | str = 16) -> list[HeadlineRun]:
 HEADLINE_NAMES = tuple(r.name for r in headline_runs())
 
 
+def headline_models(dataset: str) -> tuple[str, ...]:
+    """The zoo models a dataset's headline compares: the ConvNet and the Short Run classifier,
+    and where the two differ in clean accuracy the ConvNet matched to it (``convnet-matched``)."""
+    return (*MODEL_NAMES, MATCHED) if dataset in MATCHED_DATASETS else MODEL_NAMES
+
+
 @dataclass
 class HeadlineConfig:
-    """Sizes of the headline benchmark (``None`` = the whole test set)."""
+    """Sizes of the headline benchmark (``None`` = the whole test set; models ``None``: the
+    dataset's :func:`headline_models`)."""
 
     dataset: str = "digits"
-    models: tuple[str, ...] = MODEL_NAMES
+    models: tuple[str, ...] | None = None
     n: int | None = None
     n_eot: int | None = 1000
     draws: int = 50
@@ -100,6 +108,8 @@ class HeadlineConfig:
     n_attack: dict[str, int] = field(default_factory=dict)  # per-attack sizes, capped by n
 
     def __post_init__(self) -> None:
+        if self.models is None:
+            self.models = headline_models(self.dataset)
         for name in (*self.attacks, *self.n_attack):
             if name not in HEADLINE_NAMES:
                 raise ValueError(
