@@ -186,9 +186,12 @@ def train_in_pieces(
     device: str | torch.device = "cpu",
     quiet: bool = False,
     command: str | None = None,
+    monitor: int | None = None,
 ) -> tuple[TrainingProgress | None, dict | None]:
     """Train ``spec`` into the checkpoint ``path`` with its state kept after every epoch in
-    ``resume_dir(path)``; ``resume`` continues that state, ``limit`` ends this piece early.
+    ``resume_dir(path)``; ``resume`` continues that state, ``limit`` ends this piece early;
+    ``monitor`` > 0 records the accuracy on the first ``monitor`` test images after every
+    labelled epoch (the card's learning curve).
 
     Returns (progress, card): the card once training has finished (its state is then
     removed), else None. A resume finds nothing to do if ``path`` already holds a finished
@@ -200,9 +203,10 @@ def train_in_pieces(
     data = load_dataset(spec.dataset, data_dir)
     torch.manual_seed(spec.train.seed)
     model = build_model(spec.model)
+    watched = (data.x_test[:monitor], data.y_test[:monitor]) if monitor else None
     progress = train_resumable(model, spec, data.x_train, data.y_train, device=device,
                                quiet=quiet, store=store, resume=resume, limit=limit,
-                               command=command)
+                               command=command, monitor=watched)
     if not progress.finished:
         return progress, None
     card = _evaluate_and_save(model, spec, path, data, progress, device, command)

@@ -17,6 +17,7 @@ from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.shortrun import ShortRunClassifier
 from robbench.models.training import (
     Stage,
+    accuracy,
     annealed_lr_factor,
     make_optimizer,
     select_subsets,
@@ -85,13 +86,16 @@ def train_resumable(
     resume: bool = False,
     limit: PieceLimit | None = None,
     command: str | None = None,
+    monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainingProgress:
     """Train ``model`` in place as ``spec.train`` says, as one piece of a training.
 
     With a ``store``, the state is saved there after every pass; ``resume`` continues from it
     (refused, naming the setting, if it was started with other settings) and ends with the
     weights of a training that never stopped. ``limit`` ends the piece early at an epoch
-    boundary: the progress returned is then not ``finished``.
+    boundary: the progress returned is then not ``finished``. ``monitor`` (images, labels) is
+    classified after every epoch of a labelled stage, its accuracy kept in the epoch's history
+    (the learning curve), with the training's random streams left as they were.
     """
     t = spec.train
     torch.manual_seed(t.seed)
@@ -105,7 +109,7 @@ def train_resumable(
              "from": progress.position(), "to": progress.position(), "epochs": 0,
              "seconds": 0.0}
     progress.pieces.append(piece)
-    run = _Piece(progress, piece, store, limit, gen, device, quiet, t)
+    run = _Piece(progress, piece, store, limit, gen, device, quiet, t, monitor)
     try:
         while progress.stage < len(stages) and not run.stopped:
             stage = stages[progress.stage]
@@ -156,9 +160,11 @@ def _stage_schedule(opt, cfg: TrainConfig, total_steps: int):
 class _Piece:
     """The passes of one piece: each saved when it ends, the limit checked before each."""
 
-    def __init__(self, progress, piece, store, limit, gen, device, quiet, cfg) -> None:
+    def __init__(self, progress, piece, store, limit, gen, device, quiet, cfg, monitor=None
+                 ) -> None:
         self.progress, self.piece, self.store, self.limit = progress, piece, store, limit
         self.gen, self.device, self.quiet, self.cfg = gen, device, quiet, cfg
+        self.monitor = monitor
         self.base_seconds = progress.seconds
         self.start = time.perf_counter()
         self.stopped = False
@@ -198,6 +204,8 @@ class _Piece:
                                   "train_accuracy": correct, "steps": taken,
                                   "seconds": round(time.perf_counter() - began, 3),
                                   "cpu_seconds": round(time.process_time() - began_cpu, 3)})
+                if self.monitor is not None and y is not None:
+                    p.history[-1]["monitor_accuracy"] = self._monitored(model)
                 bar.update(1)
                 bar.set_postfix({"loss": f"{loss:.4f}"}
                                 | ({} if correct is None else {"acc": f"{correct:.3f}"}))
@@ -207,6 +215,15 @@ class _Piece:
             if ended:
                 break
         bar.close()
+
+    def _monitored(self, model: nn.Module) -> float:
+        """Accuracy on the monitor set, drawing the chain's noise from a forked random state."""
+        devices = [torch.device(self.device).index or 0] if torch.device(
+            self.device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            acc = accuracy(model, *self.monitor)
+        model.train()
+        return acc
 
     def _estimate(self) -> float | None:
         history = self.progress.history

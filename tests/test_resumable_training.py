@@ -77,6 +77,18 @@ def test_two_pieces_give_the_weights_of_one_run(tmp_path, capsys, uninterrupted,
     assert len(card["epoch_history"]) == 4
 
 
+def test_the_monitor_records_a_learning_curve_and_leaves_the_weights_alone(tmp_path,
+                                                                          uninterrupted):
+    out = tmp_path / "m.safetensors"
+    assert _train(SHORTRUN, out, "--monitor", "40") == 0
+    assert out.read_bytes() == uninterrupted["shortrun"]  # its chains draw from a forked state
+    history = json.loads(out.with_suffix(".json").read_text())["epoch_history"]
+    curve = {h["stage"]: h.get("monitor_accuracy") for h in history}
+    assert curve["generative"] is None  # no labels, no head to score
+    assert all(0 <= curve[s] <= 1 for s in curve if s != "generative")
+    assert len(curve) == 3
+
+
 def test_a_training_killed_mid_epoch_resumes_from_the_last_finished_one(
         tmp_path, capsys, monkeypatch, uninterrupted):
     out = tmp_path / "m.safetensors"

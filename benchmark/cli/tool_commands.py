@@ -80,6 +80,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                             "continue later with --resume")
     train.add_argument("--max-epochs", type=positive_int, dest="max_epochs", metavar="E",
                        help="stop this piece after E epochs (passes, counted over the stages)")
+    train.add_argument("--monitor", type=positive_int, default=None, metavar="N",
+                       help="after every epoch of a labelled stage, the accuracy on the first N "
+                       "test images, kept in the card's epoch_history (a learning curve; the "
+                       "weights are those of a training without it)")
     add_preset(train)
     add_common(train)
     train.set_defaults(func=cmd_train)
@@ -100,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress, card = train_in_pieces(spec, path, resume=args.resume, limit=limit,
                                           data_dir=args.data_dir,
                                           device=resolve_device(args.device),
-                                          quiet=args.quiet, command=args.command_line)
+                                          quiet=args.quiet, command=args.command_line,
+                                          monitor=args.monitor)
     except KeyboardInterrupt:
         print(f"robbench: interrupted; the training's last finished epoch is kept in "
               f"{resume_dir(path)}: rerun with --resume to continue", file=sys.stderr)

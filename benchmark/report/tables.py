@@ -320,6 +320,7 @@ def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequ
               ("dataset", "attack", "norm", "eps", "steps", "eot", "draws", "n")]
     columns = ["attack", "norm", "eps", "n", *models, "attacks", "scoring"]
     summary = pd.concat([clean.assign(attacks="-", scoring="-"), worst], ignore_index=True)
+    summary[models] = summary[models].fillna("-")  # a model without a row at this size
     return summary[[c for c in columns if c in summary.columns]].rename(columns={"attack": "row"})
 
 
