@@ -17,6 +17,7 @@ from robbench.report.leaderboard import (
     leaderboard_entries,
     leaderboard_frame,
     leaderboard_markdown,
+    leaderboard_summary,
     write_leaderboard,
 )
 from robbench.report.tables import results_table
@@ -82,7 +83,7 @@ def test_rows_give_naive_worst_case_and_what_naive_overstates(board: Path):
 def test_markdown_names_the_fail_warns_loudly_and_regenerates_equal(board: Path, capsys):
     written = write_leaderboard(board, "digits", (0.1,))
     md = (board / "results" / "leaderboard" / "digits.md").read_text()
-    assert len(written) == 2 and "UPPER BOUND" in md and "robbench.bpda" in md
+    assert len(written) == 3 and "UPPER BOUND" in md and "robbench.bpda" in md
     assert "FAIL: gradient not vanishing" in md
     assert write_leaderboard(board, "digits", (0.1,), check=True) == []
     (board / "results" / "leaderboard" / "digits.csv").write_text("stale\n")
@@ -115,6 +116,18 @@ def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(b
     assert conv["overstated_expected"] == pytest.approx(0.75 - 0.5)
     md = leaderboard_markdown(frame.reset_index(), entries, "digits")
     assert "100.0% [34.2, 100.0] (first 2)" in md
+
+
+def test_the_summary_quotes_the_higher_naive_number_on_the_rows_images_and_the_verdict(
+        board: Path):
+    _add_references(board)
+    frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in leaderboard_summary(frame, "digits").splitlines()[4:]}
+    # the ConvNet's reference covers two images only: the naive number is PGD-40's
+    assert rows["convnet"][2:] == ["75.0% (PGD-40)", "50.0% [15.0, 85.0]", "50.0%", "+25.0",
+                                   "-"]
+    assert rows["sap"][2] == "75.0% (PGD-40)" and rows["sap"][-1] == "1 FAIL"
 
 
 def test_autoattack_standard_belongs_to_the_protocol_of_deterministic_models_only():

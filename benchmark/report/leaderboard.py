@@ -273,21 +273,53 @@ COLUMN_NOTES = """\
 """
 
 
+def leaderboard_summary(frame: pd.DataFrame, dataset: str) -> str:
+    """The leaderboard in the few columns a README quotes: clean, the higher naive number,
+    robbench's worst case (expected, with its interval, and all-draws), what naive overstates,
+    the diagnostics' verdict; the full table is ``<dataset>.md``."""
+    def naive(row: pd.Series) -> str:
+        same = [("PGD-40", row["pgd_expected"])] + (
+            [("AA-rand", row["aa_ref_expected"])] if row["aa_ref_n"] == row["n"] else [])
+        name, value = max(same, key=lambda kv: -1.0 if kv[1] != kv[1] else kv[1])
+        return "-" if value != value else f"{100 * value:.1f}% ({name})"
+
+    def verdict(row: pd.Series) -> str:
+        fails = row["fails"].count("; ") + 1 if row["fails"] else 0
+        return row["diagnostics"] if not fails else f"{fails} FAIL"
+
+    shown = pd.DataFrame({
+        "model": frame["model"], "ε": frame["eps"].map(lambda e: f"{e:g}"),
+        "clean": frame["clean_expected"].map(lambda v: f"{100 * v:.1f}%"),
+        "naive": [naive(r) for _, r in frame.iterrows()],
+        "worst case": [_pct(r, "worst_expected") for _, r in frame.iterrows()],
+        "all-draws": frame["worst_all_draws"].map(lambda v: f"{100 * v:.1f}%"),
+        "overstated by": frame["overstated_expected"].map(_points),
+        "diagnostics": [verdict(r) for _, r in frame.iterrows()],
+    })
+    n = int(frame["n"].iloc[0])
+    return (f"First {n} test images, L∞, robbench's protocol against the naive evaluation a "
+            f"paper would quote; every column, interval and FAIL in "
+            f"`results/leaderboard/{dataset}.md`.\n\n"
+            + shown.to_markdown(index=False, disable_numparse=True) + "\n")
+
+
 def leaderboard_csv(frame: pd.DataFrame) -> str:
     return frame.round(4).to_csv(index=False)
 
 
 def write_leaderboard(root: str | Path, dataset: str, eps_list: tuple[float, ...],
                       check: bool = False) -> list[Path]:
-    """results/leaderboard/<dataset>.md and .csv from the committed runs; with ``check`` only
-    the files that differ from their regeneration are returned (nothing is written)."""
+    """results/leaderboard/<dataset>.md, .csv and -summary.md from the committed runs; with
+    ``check`` only the files that differ from their regeneration are returned (nothing is
+    written)."""
     entries = leaderboard_entries(root, dataset)
     if not entries:
         raise ValueError(f"no committed runs for dataset {dataset!r} under {root}")
     frame = leaderboard_frame(entries, eps_list)
     out = Path(root) / "results" / "leaderboard"
     texts = {out / f"{dataset}.md": leaderboard_markdown(frame, entries, dataset),
-             out / f"{dataset}.csv": leaderboard_csv(frame)}
+             out / f"{dataset}.csv": leaderboard_csv(frame),
+             out / f"{dataset}-summary.md": leaderboard_summary(frame, dataset)}
     changed = [p for p, t in texts.items() if not p.is_file() or p.read_text() != t]
     if not check:
         for path in changed:
