@@ -321,6 +321,7 @@ def worst_case_summary(runs: Sequence[str | Path | RunStore], all_draws_at: Sequ
     columns = ["attack", "norm", "eps", "n", *models, "attacks", "scoring"]
     summary = pd.concat([clean.assign(attacks="-", scoring="-"), worst], ignore_index=True)
     summary[models] = summary[models].fillna("-")  # a model without a row at this size
+    summary = summary.drop(columns=[c for c in models if (summary[c] == "-").all()])
     return summary[[c for c in columns if c in summary.columns]].rename(columns={"attack": "row"})
 
 
