@@ -92,7 +92,8 @@ FULL_RUNS = ROOT / "results" / "mnist" / "full" / "runs"
 HEADLINE_RUNS = ROOT / "results" / "mnist" / "runs"
 
 
-@pytest.mark.parametrize(("attack", "cells"), [("fgsm", 8), ("pgd", 8), ("pgd-l2", 6), ("cw", 6),
+# (full/runs/cw is 0.1.0's CW with one fixed c; the headline's runs/cw is the binary search)
+@pytest.mark.parametrize(("attack", "cells"), [("fgsm", 8), ("pgd", 8), ("pgd-l2", 6),
                                                   ("transfer", 8)])
 def test_the_full_test_set_runs_agree_with_the_headline_on_their_first_images(attack, cells):
     """results/mnist/full/runs/<attack> (all 10,000 images) restricted to the first 1,000 lies
