@@ -1,9 +1,12 @@
-"""A user's model from a Python file: ``PATH.py:FUNCTION[=NAME]``, optionally with weights.
+"""A user's model from a file: ``PATH.py:FUNCTION[=NAME]``, optionally with weights, or a
+checkpoint ``robbench train --out PATH.safetensors`` wrote (``PATH.safetensors[=NAME]``).
 
 The function builds the model (it is passed ``dataset=`` and ``device=`` if it takes them);
 weights from ``--checkpoint FILE.safetensors`` are loaded strictly into it, and
-``--normalize MEAN/STD`` puts the input standardisation the model expects in front of it.
-Records name the file as given and the SHA-256 of the weights, never an absolute path.
+``--normalize MEAN/STD`` puts the input standardisation the model expects in front of it. A
+robbench checkpoint is rebuilt from the model card beside it, its weights verified against
+the card. Records name the file as given and the SHA-256 of the weights, never an absolute
+path.
 """
 
 from __future__ import annotations
@@ -17,17 +20,39 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from robbench.models.checkpoint_io import sha256_file
+from robbench.models.checkpoint_io import load_checkpoint, sha256_file
 from robbench.models.normalized import Normalized
 from robbench.models.robustbench_source import is_robustbench, robustbench_name
 from robbench.models.zoo import LoadedModel, call_factory, weights_sha256
 
 SPEC = re.compile(r"^(?P<path>[^:=]+\.py):(?P<function>[A-Za-z_]\w*)(?:=(?P<name>[\w.-]+))?$")
+TRAINED = re.compile(r"^(?P<path>[^=]+\.safetensors)(?:=(?P<name>[\w.-]+))?$")
 
 
 def is_model_file(text: str) -> bool:
-    """Whether ``text`` names a model in a file (``PATH.py:FUNCTION[=NAME]``)."""
+    """Whether ``text`` names a model in a Python file (``PATH.py:FUNCTION[=NAME]``)."""
     return bool(SPEC.match(text))
+
+
+def is_trained_checkpoint(text: str) -> bool:
+    """Whether ``text`` names a checkpoint robbench trained (``PATH.safetensors[=NAME]``)."""
+    return bool(TRAINED.match(text))
+
+
+def load_trained_checkpoint(text: str, dataset: str, *, device: str = "cpu") -> LoadedModel:
+    """The model of a checkpoint ``robbench train`` wrote, rebuilt from its card; named NAME if
+    given, else by the file's stem. Its card must be of ``dataset``."""
+    match = TRAINED.match(text)
+    if match is None:
+        raise ValueError(f"model {text!r} is not PATH.safetensors[=NAME]")
+    module, card = load_checkpoint(Path(match["path"]), device)
+    trained_on = card.get("dataset", card.get("spec", {}).get("dataset"))
+    if trained_on != dataset:
+        raise ValueError(f"checkpoint {match['path']} was trained on {trained_on!r}, not on "
+                         f"the run's dataset {dataset!r}; pass --dataset {trained_on}")
+    return LoadedModel(match["name"] or Path(match["path"]).stem, module,
+                       {"name": Path(match["path"]).name, "sha256": card["sha256"]},
+                       f"checkpoint {match['path']}", card)
 
 
 def display_name(spec: str) -> str:
@@ -35,6 +60,9 @@ def display_name(spec: str) -> str:
     :func:`model_file_name`, a RobustBench model by the zoo's name of it."""
     if is_robustbench(spec):
         return robustbench_name(spec)
+    if is_trained_checkpoint(spec):
+        match = TRAINED.match(spec)
+        return match["name"] or Path(match["path"]).stem
     return model_file_name(spec) if is_model_file(spec) else spec
 
 

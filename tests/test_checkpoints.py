@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from conftest import tiny_config
 
+from robbench.cli import main
+from robbench.data.datasets import load_dataset
 from robbench.models.checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
 from robbench.models.config import ModelSpec, TrainConfig
 from robbench.models.registry import (
@@ -155,3 +158,33 @@ def test_the_shipped_digits_checkpoints_retrain_from_their_cards(tmp_path, model
     subprocess.run([sys.executable, "-m", "robbench", *argv[1:]], check=True,
                    capture_output=True)
     assert json.loads(out.with_suffix(".json").read_text())["sha256"] == card["sha256"]
+
+
+def test_a_trained_checkpoint_is_a_model_of_the_cli(tmp_path, capsys):
+    """`--model PATH.safetensors=NAME` attacks what `robbench train --out` wrote: the row is
+    named NAME, records the card's SHA-256, and its clean accuracy is the checkpoint's own."""
+    model, _, path = _save_tiny(tmp_path, "convnet")
+    out = tmp_path / "runs"
+    assert main(["run", "--model", f"{path}=mine", "--attack", "fgsm", "--eps", "0.1",
+                 "--n", "20", "--quiet", "--out", str(out)]) == 0
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    summary = pd.read_csv(run_dir / "summary.csv", dtype={"checkpoint": str})
+    assert set(summary.model) == {"mine"}
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert set(summary.checkpoint) == {card["sha256"][:12]}
+    data = load_dataset("digits")
+    with torch.no_grad():
+        expected = (model.eval()(data.x_test[:20]).argmax(1) == data.y_test[:20]).float().mean()
+    clean = summary[summary.attack == "none"].accuracy.item()
+    assert clean == pytest.approx(expected.item(), abs=1e-9)
+
+
+def test_a_checkpoint_of_another_dataset_is_refused_in_one_line(tmp_path, capsys):
+    spec = ModelSpec("mnist", tiny_config("convnet"), TrainConfig())
+    path = save_checkpoint(build_model(spec.model), spec, tmp_path / "m.safetensors", {})
+    out = tmp_path / "runs"
+    assert main(["run", "--model", str(path), "--attack", "fgsm", "--n", "5", "--quiet",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained on 'mnist', not on the run's dataset 'digits'" in err and "\n" not in err
+    assert not out.exists() or not any(out.iterdir())

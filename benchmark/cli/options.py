@@ -67,7 +67,8 @@ def add_models(p: argparse.ArgumentParser, *, several: bool = True,
                    default=None, metavar="MODEL",
                    help=f"a zoo name ({', '.join(MODEL_NAMES)}, {MATCHED}, a defense of "
                         "`robbench list`, or one an installed package registers), a model "
-                        "in a file, PATH.py:FUNCTION[=NAME], or a RobustBench model, "
+                        "in a file, PATH.py:FUNCTION[=NAME], a checkpoint `robbench train` wrote, "
+                        "PATH.safetensors[=NAME], or a RobustBench model, "
                         "robustbench:NAME or robustbench:DATASET/THREAT/NAME"
                         + (f"; repeatable (default: {default_help or ' and '.join(default)})"
                            if several else f" (default: {default[0]})"))

@@ -1,7 +1,8 @@
 """Runs of models and data given by name: the thin layer in front of the executor.
 
 A model spec is a zoo name (``convnet``, ``shortrun``, a registered or installed name), a
-file model ``PATH.py:FUNCTION[=NAME]`` or a RobustBench model ``robustbench:...``; the
+file model ``PATH.py:FUNCTION[=NAME]``, a checkpoint robbench trained
+``PATH.safetensors[=NAME]`` or a RobustBench model ``robustbench:...``; the
 dataset is a robbench dataset name. Under ``torchrun`` this is where the process group is
 joined.
 """
@@ -20,7 +21,13 @@ from robbench.defenses.catalog import DEFENSE_DATASETS, DEFENSE_NAMES, DEFENSES
 from robbench.defenses.training import shipped_defense_path
 from robbench.models.config import MODEL_NAMES
 from robbench.models.matched_control import MATCHED, shipped_matched_path
-from robbench.models.model_file import display_name, is_model_file, load_model_file
+from robbench.models.model_file import (
+    display_name,
+    is_model_file,
+    is_trained_checkpoint,
+    load_model_file,
+    load_trained_checkpoint,
+)
 from robbench.models.normalized import parse_normalize
 from robbench.models.registry import GPU_RECIPES, default_spec, find_checkpoint
 from robbench.models.robustbench_source import INSTALL, is_robustbench, load_robustbench
@@ -68,6 +75,8 @@ def load_models(specs: Sequence[str], dataset: str, *, device: str = "cpu",
                              "PATH.py:FUNCTION=NAME")
         if is_robustbench(spec):
             models[name] = load_robustbench(spec, dataset, device=device)
+        elif is_trained_checkpoint(spec):
+            models[name] = load_trained_checkpoint(spec, dataset, device=device)
         elif is_model_file(spec):
             stats = file_option_for(spec, normalize, file_models, "--normalize")
             models[name] = load_model_file(
