@@ -164,6 +164,15 @@ class StateStore:
             if old.name != name:
                 old.unlink()
 
+    def progress(self) -> TrainingProgress:
+        """The saved progress alone (no tensors read): where a training stands, its history."""
+        path = self.directory / STATE_FILE
+        try:
+            return TrainingProgress(**json.loads(path.read_text())["progress"])
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise TrainingStateError(f"training state in {self.directory} is unreadable "
+                                     f"({exc}); delete it to start over") from None
+
     def load(self) -> tuple[TrainingProgress, dict[str, Any]]:
         """The saved progress and payload; TrainingStateError if they are incomplete or bad."""
         path = self.directory / STATE_FILE

@@ -1,7 +1,7 @@
 """The ``robbench`` command line: it parses, calls the library, and prints.
 
 Commands: run, table, plot, report, list, check, headline, diagnose, binarization, chains,
-synth, unlabelled, ablation, train, perf, readme, leaderboard (``robbench COMMAND --help``;
+synth, unlabelled, ablation, train, curve, perf, readme, leaderboard (``robbench COMMAND --help``;
 docs/cli.md is generated from this parser).
 """
 
@@ -29,7 +29,8 @@ COMMANDS = (
     run_commands.add_list, run_commands.add_check, study_commands.add_headline,
     study_commands.add_diagnose, study_commands.add_binarization, study_commands.add_chains,
     study_commands.add_synth, study_commands.add_unlabelled, study_commands.add_ablation,
-    tool_commands.add_train, tool_commands.add_perf, tool_commands.add_readme,
+    tool_commands.add_train, tool_commands.add_curve, tool_commands.add_perf,
+    tool_commands.add_readme,
     leaderboard_command.add_leaderboard,
 )
 

@@ -1,4 +1,5 @@
-"""``robbench train``, ``perf`` (the performance suite) and ``readme``."""
+"""``robbench train``, ``curve`` (learning curves), ``perf`` (the performance suite) and
+``readme``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from robbench.models.training_loop import PieceLimit
 from robbench.models.training_state import resume_dir
 from robbench.perf.memory import DEFAULT_CASES
 from robbench.perf.suite import PERF_SUITES, run_suite
+from robbench.report.learning_curve import write_learning_curves
 from robbench.report.readme_sync import documentation_pages, sync_readme
 
 
@@ -146,6 +148,26 @@ def _train_matched(args: argparse.Namespace) -> int:
     print(f"{MATCHED} on {args.dataset}: {match['steps']} of the recipe's "
           f"{match['full_recipe_steps']} steps, clean test accuracy "
           f"{card['clean_test_accuracy']:.4f} (target {match['target_accuracy']:.4f}) -> {path}")
+    return 0
+
+
+def add_curve(sub: argparse._SubParsersAction) -> None:
+    curve = sub.add_parser("curve", help="learning curves of trainings (from their cards, or "
+                           "their resume state while paused): a table and a figure")
+    curve.add_argument("paths", nargs="+", metavar="PATH",
+                       help="a model card (X.json), its checkpoint (X.safetensors) or a "
+                       "training's resume state (X.resume/)")
+    curve.add_argument("--out", required=True, help="directory for learning_curve.md, .csv, "
+                       ".png and .svg")
+    curve.add_argument("--target", type=positive_float, metavar="A",
+                       help="draw the accuracy A as a dashed line")
+    curve.set_defaults(func=cmd_curve)
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    for path in write_learning_curves(args.paths, args.out, target=args.target,
+                                      command=args.command_line):
+        print(f"written: {path}")
     return 0
 
 
