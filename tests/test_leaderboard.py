@@ -122,12 +122,26 @@ def test_the_summary_quotes_the_higher_naive_number_on_the_rows_images_and_the_v
         board: Path):
     _add_references(board)
     frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,))
+    text = leaderboard_summary(frame, "digits")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in leaderboard_summary(frame, "digits").splitlines()[4:]}
-    # the ConvNet's reference covers two images only: the naive number is PGD-40's
-    assert rows["convnet"][2:] == ["75.0% (PGD-40)", "50.0% [15.0, 85.0]", "50.0%", "+25.0",
-                                   "-"]
-    assert rows["sap"][2] == "75.0% (PGD-40)" and rows["sap"][-1] == "1 FAIL"
+            for line in text.splitlines()[4:]}
+    assert text.startswith("First 4 test images, L∞ ε = 0.1.")
+    # the ConvNet's reference covers two images only: the naive number is PGD-40's, unmarked
+    assert rows["convnet"][1:] == ["75.0% → 50.0% (+25.0)", "50.0%", "-"]
+    assert rows["sap"][1].startswith("75.0% →") and rows["sap"][-1] == "1 FAIL"
+
+
+def test_the_summary_has_one_row_per_model_and_names_n_where_rows_differ(board: Path):
+    frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,))
+    doubled = pd.concat([frame, frame.assign(eps=0.2)], ignore_index=True)
+    doubled.loc[doubled.model == "convnet", "n"] = 8
+    text = leaderboard_summary(doubled, "digits")
+    header = text.splitlines()[2]
+    assert [c.strip() for c in header.split("|")[1:-1]][:5] == [
+        "model", "n", "clean", "ε = 0.1", "ε = 0.2"]
+    assert text.startswith("The first n test images, L∞ ε = 0.1, 0.2.")
+    body = text.splitlines()[4:]
+    assert len(body) == frame.model.nunique()
 
 
 def test_autoattack_standard_belongs_to_the_protocol_of_deterministic_models_only():

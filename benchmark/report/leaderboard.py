@@ -274,33 +274,55 @@ COLUMN_NOTES = """\
 
 
 def leaderboard_summary(frame: pd.DataFrame, dataset: str) -> str:
-    """The leaderboard in the few columns a README quotes: clean, the higher naive number,
-    robbench's worst case (expected, with its interval, and all-draws), what naive overstates,
-    the diagnostics' verdict; the full table is ``<dataset>.md``."""
+    """The leaderboard in the few cells a README quotes, one row per model: clean accuracy;
+    per budget, the higher naive number, robbench's worst case (expected) and what naive
+    overstates; the all-draws worst case; the diagnostics' verdict. The full table is
+    ``<dataset>.md``."""
     def naive(row: pd.Series) -> str:
-        same = [("PGD-40", row["pgd_expected"])] + (
-            [("AA-rand", row["aa_ref_expected"])] if row["aa_ref_n"] == row["n"] else [])
-        name, value = max(same, key=lambda kv: -1.0 if kv[1] != kv[1] else kv[1])
-        return "-" if value != value else f"{100 * value:.1f}% ({name})"
+        same = [("", row["pgd_expected"])] + (
+            [("†", row["aa_ref_expected"])] if row["aa_ref_n"] == row["n"] else [])
+        mark, value = max(same, key=lambda kv: -1.0 if kv[1] != kv[1] else kv[1])
+        return "-" if value != value else f"{100 * value:.1f}%{mark}"
+
+    def budget(row: pd.Series) -> str:
+        worst = row["worst_expected"]
+        if worst != worst:
+            return "-"
+        return (f"{naive(row)} → {100 * worst:.1f}% ({_points(row['overstated_expected'])})")
 
     def verdict(row: pd.Series) -> str:
         fails = row["fails"].count("; ") + 1 if row["fails"] else 0
         return row["diagnostics"] if not fails else f"{fails} FAIL"
 
-    shown = pd.DataFrame({
-        "model": frame["model"], "ε": frame["eps"].map(lambda e: f"{e:g}"),
-        "clean": frame["clean_expected"].map(lambda v: f"{100 * v:.1f}%"),
-        "naive": [naive(r) for _, r in frame.iterrows()],
-        "worst case": [_pct(r, "worst_expected") for _, r in frame.iterrows()],
-        "all-draws": frame["worst_all_draws"].map(lambda v: f"{100 * v:.1f}%"),
-        "overstated by": frame["overstated_expected"].map(_points),
-        "diagnostics": [verdict(r) for _, r in frame.iterrows()],
-    })
-    n = int(frame["n"].iloc[0])
-    return (f"First {n} test images, L∞, robbench's protocol against the naive evaluation a "
-            f"paper would quote; every column, interval and FAIL in "
+    eps_list = sorted(frame["eps"].unique())
+    rows = []
+    for model, group in frame.groupby("model", sort=False):
+        at = {round(float(e), 6): r for e, r in zip(group["eps"], group.to_dict("records"),
+                                                     strict=True)}
+        cells = {f"ε = {e:g}": budget(pd.Series(at[round(float(e), 6)]))
+                 if round(float(e), 6) in at else "-" for e in eps_list}
+        all_draws = " / ".join("-" if round(float(e), 6) not in at else
+                               f"{100 * at[round(float(e), 6)]['worst_all_draws']:.1f}%"
+                               for e in eps_list)
+        first = group.iloc[0]
+        rows.append({"model": model, "n": int(group["n"].max()),
+                     "clean": f"{100 * first['clean_expected']:.1f}%", **cells,
+                     "all-draws": all_draws, "diagnostics": verdict(first)})
+    table = pd.DataFrame(rows)
+    if frame["n"].nunique() == 1:
+        table = table.drop(columns="n")
+        images = f"First {int(frame['n'].iloc[0])} test images"
+    else:
+        table["n"] = table["n"].astype(str)
+        images = "The first n test images"
+    budgets = ", ".join(f"{e:g}" for e in eps_list)
+    return (f"{images}, L∞ ε = {budgets}. Each ε: the higher naive number "
+            f"(PGD-40 with one draw per step; † the authors' AutoAttack-rand) → robbench's "
+            f"per-example worst case (expected accuracy), and by how many points naive "
+            f"overstates it; all-draws is the worst case against an attacker who may resubmit "
+            f"(one value per ε). Every interval, metric and FAIL: "
             f"`results/leaderboard/{dataset}.md`.\n\n"
-            + shown.to_markdown(index=False, disable_numparse=True) + "\n")
+            + table.to_markdown(index=False, disable_numparse=True) + "\n")
 
 
 def leaderboard_csv(frame: pd.DataFrame) -> str:
