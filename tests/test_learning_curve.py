@@ -38,7 +38,7 @@ def test_the_curve_of_a_finished_training_has_one_row_per_labelled_pass(trained,
     assert frame.finished.all()
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
     text = (tmp_path / "learning_curve.md").read_text()
-    assert text.startswith("`robbench curve") and "Still training" not in text
+    assert text.startswith("`robbench curve") and "Unfinished" not in text
 
 
 def test_a_paused_training_is_read_from_its_resume_state(trained, tmp_path):
@@ -50,7 +50,7 @@ def test_a_paused_training_is_read_from_its_resume_state(trained, tmp_path):
     frame = pd.read_csv(tmp_path / "c" / "learning_curve.csv")
     assert list(frame.labelled_epoch) == [1, 2] and not frame.finished.any()
     assert set(frame.model) == {"p"}
-    assert "Still training (read from the resume state): p." in (
+    assert "Unfinished, read from the resume state: p." in (
         tmp_path / "c" / "learning_curve.md").read_text()
 
 

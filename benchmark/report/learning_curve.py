@@ -97,7 +97,7 @@ def write_learning_curves(paths: Sequence[str | Path], out_dir: str | Path, *,
     atomic_write_text(out / "learning_curve.csv", frame.to_csv(index=False))
     paused = [name for name, (_, finished) in histories.items() if not finished]
     lead = f"`{command}`\n\n" if command else ""
-    note = (f"Still training (read from the resume state): {', '.join(paused)}.\n\n"
+    note = (f"Unfinished, read from the resume state: {', '.join(paused)}.\n\n"
             if paused else "")
     atomic_write_text(out / "learning_curve.md", lead + note + frame.to_markdown(
         index=False, floatfmt=".4g") + "\n")

@@ -54,9 +54,9 @@ def sync_readme(readme: Path, check: bool = False) -> list[str]:
 
 
 def documentation_pages(root: Path) -> list[Path]:
-    """The pages whose blocks quote generated files: README.md, docs/*.md and
-    results/*/README.md."""
+    """The pages whose blocks quote generated files: README.md, docs/*.md and every README.md
+    under results/."""
     root = Path(root)
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md")),
-             *sorted((root / "results").glob("*/README.md"))]
+             *sorted((root / "results").glob("**/README.md"))]
     return [p for p in pages if p.is_file()]
