@@ -50,7 +50,7 @@ def load_trained_checkpoint(text: str, dataset: str, *, device: str = "cpu") -> 
     if trained_on != dataset:
         raise ValueError(f"checkpoint {match['path']} was trained on {trained_on!r}, not on "
                          f"the run's dataset {dataset!r}; pass --dataset {trained_on}")
-    return LoadedModel(match["name"] or Path(match["path"]).stem, module,
+    return LoadedModel(trained_checkpoint_name(text), module,
                        {"name": Path(match["path"]).name, "sha256": card["sha256"]},
                        f"checkpoint {match['path']}", card)
 
@@ -61,9 +61,16 @@ def display_name(spec: str) -> str:
     if is_robustbench(spec):
         return robustbench_name(spec)
     if is_trained_checkpoint(spec):
-        match = TRAINED.match(spec)
-        return match["name"] or Path(match["path"]).stem
+        return trained_checkpoint_name(spec)
     return model_file_name(spec) if is_model_file(spec) else spec
+
+
+def trained_checkpoint_name(text: str) -> str:
+    """The name a trained checkpoint is shown by: NAME if given, else the file's stem."""
+    match = TRAINED.match(text)
+    if match is None:
+        raise ValueError(f"model {text!r} is not PATH.safetensors[=NAME]")
+    return match["name"] or Path(match["path"]).stem
 
 
 def model_file_name(text: str) -> str:

@@ -105,6 +105,11 @@ def common_first(entries: list[Entry]) -> int:
     return min(sizes)
 
 
+def eps_key(eps: float) -> float:
+    """An eps as the leaderboard compares it (rounded: stored floats need not equal exactly)."""
+    return round(float(eps), 6)
+
+
 def _fields(row: pd.Series | None, metric: str) -> tuple[float, float, float]:
     if row is None:
         return (float("nan"),) * 3
@@ -136,11 +141,11 @@ def entry_rows(entry: Entry, first: int, eps_list: tuple[float, ...]) -> list[di
     passed, fails = diagnostics_summary(entry.diagnostics, entry.model)
     reference, reference_n = reference_summary(entry, first)
     rows = []
-    for eps in eps_list:
+    for eps in map(eps_key, eps_list):
         def cell(attack: str, eps=eps, summary=summary) -> pd.Series | None:
-            hit = summary[(summary["attack"] == attack) & (summary["eps"].round(6) == eps)]
+            hit = summary[(summary["attack"] == attack) & (summary["eps"].map(eps_key) == eps)]
             return None if hit.empty else hit.iloc[0]
-        wrow = worst[worst["eps"].round(6) == eps]
+        wrow = worst[worst["eps"].map(eps_key) == eps]
         row = {"model": entry.model, "eps": eps, "n": first,
                "random": bool(meta["detected"]) if "detected" in meta
                else bool(summary["stochastic"].fillna(False).astype(bool).any()),
@@ -297,13 +302,12 @@ def leaderboard_summary(frame: pd.DataFrame, dataset: str) -> str:
     eps_list = sorted(frame["eps"].unique())
     rows = []
     for model, group in frame.groupby("model", sort=False):
-        at = {round(float(e), 6): r for e, r in zip(group["eps"], group.to_dict("records"),
-                                                     strict=True)}
-        cells = {f"ε = {e:g}": budget(pd.Series(at[round(float(e), 6)]))
-                 if round(float(e), 6) in at else "-" for e in eps_list}
-        all_draws = " / ".join("-" if round(float(e), 6) not in at else
-                               f"{100 * at[round(float(e), 6)]['worst_all_draws']:.1f}%"
-                               for e in eps_list)
+        at = {eps_key(e): r for e, r in zip(group["eps"], group.to_dict("records"),
+                                            strict=True)}
+        cells = {f"ε = {e:g}": budget(pd.Series(at[eps_key(e)])) if eps_key(e) in at else "-"
+                 for e in eps_list}
+        all_draws = " / ".join(f"{100 * at[eps_key(e)]['worst_all_draws']:.1f}%"
+                               if eps_key(e) in at else "-" for e in eps_list)
         first = group.iloc[0]
         rows.append({"model": model, "n": int(group["n"].max()),
                      "clean": f"{100 * first['clean_expected']:.1f}%", **cells,
