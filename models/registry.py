@@ -113,6 +113,27 @@ def override_spec(spec: ModelSpec, **overrides: Any) -> ModelSpec:
     )
 
 
+def typed_overrides(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with text values converted to the type their setting declares (as given on the
+    command line: ``sigma=0.1``, ``objective=joint``, ``head_hidden=140,80``)."""
+    types = {f.name: str(f.type) for c in (ModelConfig, TrainConfig)
+             for f in dataclasses.fields(c)}
+    out = {}
+    for key, value in raw.items():
+        if key not in types:
+            raise ValueError(f"setting {key!r} is unknown; allowed: {', '.join(sorted(types))}")
+        kind = types[key].split("[")[0].split(" ")[0]  # float, int, str, tuple (or X | None)
+        if not isinstance(value, str) or kind == "str":
+            out[key] = value
+            continue
+        try:
+            out[key] = (tuple(int(v) for v in value.split(",") if v.strip()) if kind == "tuple"
+                        else float(value) if kind == "float" else int(value))
+        except ValueError:
+            raise ValueError(f"setting {key}={value!r} is not {types[key]}") from None
+    return out
+
+
 # Raised whenever a change to training makes a spec train other weights, so that a model cached
 # by an older robbench is retrained instead of reused. 2: initial weights seeded from the spec.
 TRAINING_REVISION = 2

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from robbench.cli import main
-from robbench.studies.ablation import AblationConfig, ablation_spec, typed_overrides
+from robbench.models.registry import typed_overrides
+from robbench.studies.ablation import AblationConfig, ablation_spec
 
 # Two tiny settings on 200 digits: the three stages (1 + 1 + 1 epochs) at sigma 0.2, and the
 # joint objective for 2 epochs.

@@ -41,11 +41,31 @@ def test_every_stage_takes_the_default_steps_times_the_budget():
 def test_the_mnist_studies_take_the_steps_the_readme_states(budget, steps):
     # README, "Learning from unlabelled data": 60,000 training images, batch 128
     for labels, unlabelled in ((100, 100), (100, None), (1000, 1000), (1000, None)):
-        t = scaled_spec("shortrun", "mnist", labels, unlabelled, 60000, budget=budget).train
+        t = scaled_spec("shortrun", "mnist", labels, unlabelled, 60000, budget=budget,
+                        base={"bptt_epochs": 3}).train
         pool = unlabelled or 60000
         assert (_steps(t.generative_epochs, pool, 128),
                 _steps(t.discriminative_epochs, labels, 128),
                 _steps(t.bptt_epochs, labels, 128)) == steps
+
+
+def test_a_base_recipe_is_scaled_like_the_registered_one():
+    """--base changes the recipe before scaling: the study's steps follow the base's epochs."""
+    registered = scaled_spec("shortrun", "mnist", 100, None, 60000, budget=0.1).train
+    based = scaled_spec("shortrun", "mnist", 100, None, 60000, budget=0.1,
+                        base={"bptt_epochs": "6"}).train
+    default = default_spec("shortrun", "mnist").train
+    assert based.bptt_epochs == pytest.approx(registered.bptt_epochs * 6 / default.bptt_epochs)
+    assert based.generative_epochs == registered.generative_epochs
+
+
+def test_a_bad_base_setting_is_a_one_line_error(capsys, tmp_path):
+    for base, message in (("nonsense=1", "setting 'nonsense' is unknown"),
+                          ("bptt_epochs=many", "setting bptt_epochs='many' is not")):
+        assert main(["unlabelled", "--base", base, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
 
 
 def test_fractional_epochs_stop_within_the_last_pass():

@@ -229,6 +229,9 @@ def add_unlabelled(sub: argparse._SubParsersAction) -> None:
                           "skipped for that N)")
     unl.add_argument("--budget", type=positive_float, default=1.0,
                      help="optimiser steps per stage, as a fraction of the full-data default")
+    unl.add_argument("--base", default="", metavar="'KEY=VALUE ...'",
+                     help="changes to the registered recipe before its steps are scaled, e.g. "
+                          "'bptt_epochs=3'")
     unl.add_argument("--n", type=positive_int, default=None, help="test examples")
     unl.add_argument("--eps", type=nonnegative_float, default=0.1)
     unl.add_argument("--train-seeds", type=seed_tuple, default=(0,), metavar="S,…",
@@ -244,7 +247,8 @@ def cmd_unlabelled(args: argparse.Namespace) -> int:
     sizes = size_list(args.unlabelled, "unlabelled", ("all", "labels"))
     out = Path(args.out) if args.out else Path("results") / args.dataset
     frame = unlabelled_study(args.dataset, labels, sizes, budget=args.budget, n_eval=args.n,
-                             eps=args.eps, train_seeds=args.train_seeds, data_dir=args.data_dir,
+                             eps=args.eps, train_seeds=args.train_seeds,
+                             base=key_values(args.base, "--base"), data_dir=args.data_dir,
                              device=resolve_device(args.device), quiet=args.quiet,
                              grid_dir=out / "unlabelled")
     path = write_study(frame, out, args.command_line)

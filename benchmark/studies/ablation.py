@@ -12,7 +12,6 @@ shows it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,13 @@ import torch
 from robbench.atomic_write import atomic_write_text
 from robbench.data.datasets import load_dataset
 from robbench.models.checkpoint_io import load_checkpoint
-from robbench.models.config import ModelConfig, ModelSpec, TrainConfig
-from robbench.models.registry import default_spec, override_spec, train_in_pieces
+from robbench.models.config import ModelSpec
+from robbench.models.registry import (
+    default_spec,
+    override_spec,
+    train_in_pieces,
+    typed_overrides,
+)
 from robbench.models.training_loop import PieceLimit
 from robbench.perf.chain import attack_step_cost
 from robbench.records.scoring import accuracy_with_interval
@@ -60,27 +64,6 @@ class AblationConfig:
     subset: int = 10_000
     n: int = 10_000
     seed: int = 0
-
-
-def typed_overrides(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with text values converted to the type their setting declares (as given on the
-    command line: ``sigma=0.1``, ``objective=joint``, ``head_hidden=140,80``)."""
-    types = {f.name: str(f.type) for c in (ModelConfig, TrainConfig)
-             for f in dataclasses.fields(c)}
-    out = {}
-    for key, value in raw.items():
-        if key not in types:
-            raise ValueError(f"setting {key!r} is unknown; allowed: {', '.join(sorted(types))}")
-        kind = types[key].split("[")[0].split(" ")[0]  # float, int, str, tuple (or X | None)
-        if not isinstance(value, str) or kind == "str":
-            out[key] = value
-            continue
-        try:
-            out[key] = (tuple(int(v) for v in value.split(",") if v.strip()) if kind == "tuple"
-                        else float(value) if kind == "float" else int(value))
-        except ValueError:
-            raise ValueError(f"setting {key}={value!r} is not {types[key]}") from None
-    return out
 
 
 def ablation_spec(cfg: AblationConfig, overrides: dict[str, Any]) -> ModelSpec:

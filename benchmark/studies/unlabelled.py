@@ -20,7 +20,12 @@ import torch
 from robbench.atomic_write import atomic_write_text
 from robbench.attacks.registry import craft
 from robbench.data.datasets import load_dataset
-from robbench.models.registry import default_spec, load_zoo_model, override_spec
+from robbench.models.registry import (
+    default_spec,
+    load_zoo_model,
+    override_spec,
+    typed_overrides,
+)
 from robbench.models.shortrun import generator_samples
 from robbench.models.training import balanced_labels, check_label_budget, subset_sizes
 from robbench.records.scoring import accuracy_with_interval
@@ -30,13 +35,15 @@ from robbench.studies.synthesis import convnet_features, frechet_distance
 
 
 def scaled_spec(model: str, dataset: str, labels: int, unlabelled: int | None, train_size: int,
-                budget: float = 1.0, classes: int = 10, **overrides: Any):
-    """The default spec on ``labels`` labelled images and ``unlabelled`` generative images.
+                budget: float = 1.0, classes: int = 10, base: dict[str, Any] | None = None,
+                **overrides: Any):
+    """The default spec (with the ``base`` changes) on ``labels`` labelled images and
+    ``unlabelled`` generative images.
 
     Each stage's epochs are rescaled so that it takes ``budget`` times the optimiser steps the
-    default takes on the full ``train_size`` images.
+    recipe takes on the full ``train_size`` images; ``overrides`` then apply as given.
     """
-    default = default_spec(model, dataset)
+    default = override_spec(default_spec(model, dataset), **typed_overrides(base or {}))
     spec = override_spec(default, labels=labels,
                          unlabelled=unlabelled if model == "shortrun" else None)
     t = spec.train
@@ -69,6 +76,7 @@ def unlabelled_study(
     data_dir: str | None = None,
     device: str = "cpu",
     quiet: bool = False,
+    base: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     grid_dir: str | Path | None = None,
 ) -> pd.DataFrame:
@@ -77,9 +85,12 @@ def unlabelled_study(
     ``unlabelled`` sizes are image counts, ``None`` for the whole training set, or ``"labels"``
     for M = N. Each of ``train_seeds`` trains every model again, with its own labelled subset
     (shared by the models of that seed) and initial weights; with more than one, rows carry a
-    ``seed`` column (see ``seed_summary``). ``seed`` seeds the evaluation. With ``grid_dir``,
+    ``seed`` column (see ``seed_summary``). ``seed`` seeds the evaluation. ``base`` changes
+    the registered recipe before its epochs are scaled (``{"bptt_epochs": 3}`` keeps a study
+    on an earlier recipe); ``overrides`` replace settings of the scaled spec. With ``grid_dir``,
     the samples of each Short Run generator of the first training seed are drawn there.
     """
+    base = typed_overrides(base or {})  # a bad setting fails before any training
     data = load_dataset(dataset, data_dir)
     for n_labels in labels:
         check_label_budget(n_labels, data.y_train)
@@ -102,7 +113,7 @@ def unlabelled_study(
             if m is not None and m < drawn[n_labels]:
                 continue
             spec = scaled_spec(name, dataset, n_labels, m, len(data.x_train), budget,
-                               data.classes, **{"seed": train_seed, **(overrides or {})})
+                               data.classes, base, **{"seed": train_seed, **(overrides or {})})
             model, card = load_zoo_model(name, dataset, spec=spec, device=device, quiet=quiet,
                                          data_dir=data_dir)
             clean, robust = clean_and_robust(name, model, x, y, eps, draws, seed, device)
