@@ -88,8 +88,9 @@ def run_ablation(
     """Train and score each setting without a row yet; (the rows, whether every one is done).
 
     Models and their training state go to OUT/models/; rows to OUT/ablation.csv and .md after
-    each setting. ``max_minutes`` bounds this call: the training in progress stops at an epoch
-    boundary and the next call resumes it.
+    each setting, and once all are done with this ``command`` at the table's head.
+    ``max_minutes`` bounds this call: the training in progress stops at an epoch boundary and
+    the next call resumes it.
     """
     out = Path(out_dir)
     specs = {name: ablation_spec(cfg, overrides) for name, overrides in cfg.grid.items()}
@@ -123,6 +124,8 @@ def run_ablation(
                       "train_stats": _stats_text(card["train_stats"]),
                       "fingerprint": spec.fingerprint(), "sha256": card["sha256"][:12]}
         write_ablation(_table(rows, specs), out, cfg, command)
+    # every row done: the table leads with this command, which regenerates it
+    write_ablation(_table(rows, specs), out, cfg, command)
     return _table(rows, specs), True
 
 
