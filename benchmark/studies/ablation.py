@@ -35,8 +35,8 @@ from robbench.perf.chain import attack_step_cost
 from robbench.records.scoring import accuracy_with_interval
 
 # One change at a time from the registry's MNIST recipe (sigma 0.3, d = 32, K = 20,
-# delta = 0.005; stages of 2/1/3 epochs). K = 40 doubles the cost of an attack step, the most
-# the headlines can afford on a CPU.
+# delta = 0.005; the committed grid ran with --base bptt_epochs=3, stages of 2/1/3 epochs).
+# K = 40 doubles the cost of an attack step, the most the headlines can afford on a CPU.
 DEFAULT_GRID: dict[str, dict[str, Any]] = {
     "base": {},
     "sigma-0.1": {"sigma": 0.1},
