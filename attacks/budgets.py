@@ -20,3 +20,8 @@ DIAGNOSTIC_REFERENCE = 0.1
 """The budget of the diagnostics' convergence ladders and attack comparisons."""
 THESIS_FGSM_PM1 = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06)
 """The thesis's FGSM budgets on its [-1, 1] image scale (half these in robbench's units)."""
+
+
+def eps_key(eps: float) -> float:
+    """A budget as tables compare it (rounded: stored floats need not equal exactly)."""
+    return round(float(eps), 6)

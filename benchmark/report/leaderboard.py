@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from robbench.atomic_write import atomic_write_text
+from robbench.attacks.budgets import eps_key
 from robbench.defenses.catalog import DEFENSES
 from robbench.records.store import SUMMARY_COLUMNS, RunStore, open_runs, record_key
 from robbench.report.diagnostics_table import masking_warning
@@ -103,11 +104,6 @@ def common_first(entries: list[Entry]) -> int:
     if not sizes:
         raise ValueError("no finished cells to rank")
     return min(sizes)
-
-
-def eps_key(eps: float) -> float:
-    """An eps as the leaderboard compares it (rounded: stored floats need not equal exactly)."""
-    return round(float(eps), 6)
 
 
 def _fields(row: pd.Series | None, metric: str) -> tuple[float, float, float]:
