@@ -10,7 +10,7 @@ from conftest import target
 from robbench.cli import main
 from robbench.models.zoo import LoadedModel
 from robbench.report.diagnostics_table import format_table
-from robbench.studies.diagnostics import DiagnoseConfig, run_diagnostics
+from robbench.studies.diagnostics import DiagnoseConfig, loss_ascent, run_diagnostics
 from robbench.studies.diagnostics_report import write_report
 
 CHECKS = {"clean accuracy", "accuracy vs eps", "non-increasing in eps",
@@ -84,3 +84,32 @@ def test_cli_diagnose_quick(tiny_convnet, tiny_shortrun, tmp_path, capsys, monke
     assert "convergence: EOT draws" in out and "gradient not vanishing" in out
     assert "binarization test (Zimmermann et al. 2022)" in out
     assert (tmp_path / "d" / "diagnostics.md").is_file()
+
+
+class _Scaled(torch.nn.Module):
+    """A linear classifier whose logits are multiplied by ``scale`` (and rounded if asked)."""
+
+    def __init__(self, scale: float, rounded: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(64, 10)
+        self.scale, self.rounded = scale, rounded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.rounded:  # a quantizer: zero gradient everywhere
+            x = torch.round(x)
+        return self.scale * self.linear(x)
+
+
+def test_a_saturated_softmax_is_not_a_vanishing_gradient_but_a_quantizer_is():
+    """Logits scaled by 1e4 make float32's softmax exactly one-hot (cross-entropy gradient
+    zero), yet every logit still moves with the input: the check must count no zero gradients.
+    Rounding the input leaves no gradient at all: the check must count all of them."""
+    x = torch.rand(8, 1, 8, 8)
+    saturated = _Scaled(1e4)
+    y = saturated(x).argmax(1)
+    _, zero, _ = loss_ascent(target(saturated), x, y, 0.1, 2, 1)
+    assert zero == 0.0
+    _, zero, _ = loss_ascent(target(_Scaled(1.0, rounded=True)), x, y, 0.1, 2, 1)
+    assert zero == 1.0

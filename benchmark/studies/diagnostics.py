@@ -11,7 +11,9 @@ Each check is a row with its numbers and a status (PASS, FAIL or INFO):
 - square (black box), transfer, latent-pgd and fixed-noise-pgd are not stronger than white-box
   EOT-PGD; one that is becomes the worst case and its row says so;
 - the gradient through the model is not vanishing: input-gradient norm and loss increase per
-  PGD step, next to the transfer source's;
+  PGD step, next to the transfer source's; an input gradient counts as zero by the CW margin
+  (which does not saturate), so a confident model whose float32 softmax rounds to one is not
+  mistaken for a masked one (robbench's attacks take that loss in float64);
 - active: the binarization test (Zimmermann et al. 2022, ``robbench.studies.binarization``):
   the attack under test must succeed against modified models of this model's own features for
   which an adversarial example within eps exists by construction.
@@ -34,7 +36,7 @@ import torch
 
 from robbench.attacks import budgets
 from robbench.attacks.adaptive import latent_missing
-from robbench.attacks.eot import eot_loss_grad
+from robbench.attacks.eot import eot_loss_grad, margin_loss
 from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.target import Target
 from robbench.records.scoring import accuracy_with_interval
@@ -93,18 +95,21 @@ def verdict(ok: bool) -> str:
 
 def loss_ascent(target: Target, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
                 eot: int) -> tuple[float, float, float]:
-    """(median input-gradient L2 norm at x, fraction of zero gradients, mean loss rise per step)
-    of an L-inf PGD run without random start (EOT over ``eot`` draws for a random model)."""
+    """(median input-gradient L2 norm of the cross-entropy at x, fraction of examples whose
+    margin has a zero input gradient, mean loss rise per step) of an L-inf PGD run without
+    random start (EOT over ``eot`` draws for a random model)."""
     eot = eot if target.stochastic else 1
     loss0, grad, _ = eot_loss_grad(target, x, y, eot=eot)
     norms = grad.flatten(1).norm(dim=1)
+    _, margin_grad, _ = eot_loss_grad(target, x, y, eot=eot, loss_fn=margin_loss)
+    margin_norms = margin_grad.flatten(1).norm(dim=1)
     x_adv, alpha = x.clone(), 2.5 * eps / steps
     for _ in range(steps):
         _, g, _ = eot_loss_grad(target, x_adv, y, eot=eot)
         x_adv = torch.clamp(torch.min(torch.max(x_adv + alpha * g.sign(), x - eps), x + eps), 0, 1)
     loss_end, _, _ = eot_loss_grad(target, x_adv, y, eot=eot, with_grad=False)
     rise = (loss_end.mean() - loss0.mean()).item() / steps
-    return norms.median().item(), (norms < 1e-10).float().mean().item(), rise
+    return norms.median().item(), (margin_norms < 1e-10).float().mean().item(), rise
 
 
 class Checks:
