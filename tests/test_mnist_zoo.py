@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from robbench.models import matched_control
 from robbench.models.registry import default_spec, find_checkpoint, load_zoo_model, shipped_path
 from robbench.records.scoring import accuracy_fields, predict_draws, wilson_interval
 from robbench.records.store import DirectoryStore, cell_id
@@ -59,6 +60,27 @@ def test_checkpoints_keep_their_clean_accuracy(name, first_test_images):
     # The card's accuracy (all 10,000 images) lies within this subset's 95% interval, give or
     # take 2 points for the first images being easier than the average (a broken or mismatched
     # checkpoint scores near 10%).
+    assert low - 0.02 <= card["clean_test_accuracy"] <= high + 0.02
+
+
+def test_the_shipped_matched_controls_are_matched_to_the_shipped_short_run_classifiers(
+        first_test_images, monkeypatch):
+    """convnet-matched loads its shipped checkpoint (no search, no training), stopped at the
+    shipped Short Run card's clean accuracy, and keeps its own card's accuracy on these images."""
+    dataset, x, y = first_test_images
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped control was not used")
+
+    monkeypatch.setattr(matched_control, "train_matched", no_training)
+    model, card = matched_control.load_matched(dataset)
+    assert Path(card["path"]) == matched_control.shipped_matched_path(dataset)
+    _, shortrun_card = load_zoo_model("shortrun", dataset)
+    # the search stops at the first step count reaching the target: within a few test images
+    assert card["matched"]["target_accuracy"] == shortrun_card["clean_test_accuracy"]
+    assert 0 <= card["clean_test_accuracy"] - shortrun_card["clean_test_accuracy"] < 0.005
+    correct = (predict_draws(model, x, 1, 500, "cpu")[0] == y).sum().item()
+    low, high = wilson_interval(correct, len(y))
     assert low - 0.02 <= card["clean_test_accuracy"] <= high + 0.02
 
 
