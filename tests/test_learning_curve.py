@@ -11,6 +11,7 @@ from test_resumable_training import SHORTRUN
 
 from robbench.cli import main
 from robbench.models.training_state import resume_dir
+from robbench.report.learning_curve import curve_summary, learning_curves
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,19 @@ def test_a_path_that_is_no_training_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "nothing.json is neither a model card" in err and "\n" not in err
     assert not (tmp_path / "c").exists()
+
+
+def test_the_summary_states_the_best_epoch_and_the_second_half_of_the_curve():
+    """Held-out 0.5, 0.8, 0.9, 0.88, 0.9, 0.89 against training 0.5 ... 0.95: best 90.0% at
+    labelled epoch 3, and over epochs 4-6 held-out ranged from 88.0% to 90.0% while training
+    accuracy rose from 0.9 to 0.95 (+5.0 points)."""
+    train = [0.5, 0.7, 0.8, 0.9, 0.93, 0.95]
+    held = [0.5, 0.8, 0.9, 0.88, 0.9, 0.89]
+    history = [{"stage": "bptt", "epoch": k + 1, "loss": 1.0, "train_accuracy": train[k],
+                "monitor_accuracy": held[k], "seconds": 600.0} for k in range(6)]
+    frame = learning_curves({"m": (history, True)})
+    text = curve_summary(frame)
+    assert "6 labelled passes, 1.0 hours" in text
+    assert "best 90.0% at labelled epoch 3, last 89.0%" in text
+    assert "Over labelled epochs 4-6 it ranged from 88.0% to 90.0%" in text
+    assert "changed by +5.0 points" in text

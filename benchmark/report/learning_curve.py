@@ -65,6 +65,32 @@ def learning_curves(histories: Mapping[str, tuple[Sequence[dict], bool]]) -> pd.
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
+def curve_summary(frame: pd.DataFrame) -> str:
+    """One generated paragraph per training: its passes and hours, where its held-out accuracy
+    peaked, and how the held-out and the training accuracy moved over the second half of its
+    labelled epochs (a flat held-out line beside a rising training line is a plateau)."""
+    lines = []
+    for name, rows in frame.groupby("model", sort=False):
+        hours = rows.seconds.sum() / 3600
+        text = (f"**{name}**: {len(rows)} labelled passes, {hours:.1f} hours of training "
+                f"(the labelled passes' seconds).")
+        held = rows.dropna(subset=["monitor_accuracy"])
+        if len(held):
+            best = held.loc[held.monitor_accuracy.idxmax()]
+            half = rows[rows.labelled_epoch > rows.labelled_epoch.max() / 2]
+            late = half.dropna(subset=["monitor_accuracy"])
+            text += (f" Held-out accuracy: best {best.monitor_accuracy:.1%} at labelled epoch "
+                     f"{int(best.labelled_epoch)}, last {held.monitor_accuracy.iloc[-1]:.1%}.")
+            if len(late) > 1:
+                rise = half.train_accuracy.iloc[-1] - half.train_accuracy.iloc[0]
+                text += (f" Over labelled epochs {int(half.labelled_epoch.min())}-"
+                         f"{int(half.labelled_epoch.max())} it ranged from "
+                         f"{late.monitor_accuracy.min():.1%} to {late.monitor_accuracy.max():.1%}"
+                         f" while training accuracy changed by {100 * rise:+.1f} points.")
+        lines.append(text)
+    return "\n\n".join(lines) + "\n"
+
+
 def plot_learning_curves(frame: pd.DataFrame, out_dir: Path, target: float | None = None
                          ) -> list[Path]:
     """learning_curve.png/.svg: held-out accuracy (solid; training accuracy dotted where no
@@ -100,6 +126,6 @@ def write_learning_curves(paths: Sequence[str | Path], out_dir: str | Path, *,
     note = (f"Unfinished, read from the resume state: {', '.join(paused)}.\n\n"
             if paused else "")
     atomic_write_text(out / "learning_curve.md", lead + note + frame.to_markdown(
-        index=False, floatfmt=".4g") + "\n")
+        index=False, floatfmt=".4g") + "\n\n" + curve_summary(frame))
     return [out / "learning_curve.md", out / "learning_curve.csv",
             *plot_learning_curves(frame, out, target)]
