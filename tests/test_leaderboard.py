@@ -21,7 +21,7 @@ from robbench.report.leaderboard import (
     write_leaderboard,
 )
 from robbench.report.tables import results_table
-from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol
+from robbench.studies.leaderboard_runs import DATASET_EPS, LeaderboardProtocol, merged_record
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = [0, 1, 2, 3]
@@ -97,9 +97,26 @@ def _add_references(board: Path) -> None:
     images only, fooling none."""
     runs = board / "results" / "leaderboard" / "runs" / "digits"
     fake_run(runs / "sap" / "first-4" / "runs", REFERENCE_RUN,
-             {("sap", "autoattack-rand", 0.1): [[9, 9, 9, 9], [9, 9, 9, 9]]}, LABELS)
+             {("sap", "none", 0.0): [[0, 1, 2, 3], [0, 1, 2, 3]],
+              ("sap", "autoattack-rand", 0.1): [[9, 9, 9, 9], [9, 9, 9, 9]]}, LABELS)
     fake_run(runs / "convnet" / "first-2" / "runs", REFERENCE_RUN,
-             {("convnet", "autoattack-rand", 0.1): [[0, 1]]}, LABELS[:2])
+             {("convnet", "none", 0.0): [[0, 1]],
+              ("convnet", "autoattack-rand", 0.1): [[0, 1]]}, LABELS[:2])
+
+
+def test_a_reference_run_still_running_leaves_the_complete_smaller_one_in_the_table(
+        board: Path):
+    """The authors' AutoAttack-rand on all images, begun (its clean cell only): the table keeps
+    the finished first-4 run's column instead of dropping it."""
+    _add_references(board)
+    runs = board / "results" / "leaderboard" / "runs" / "digits" / "sap"
+    started = fake_run(runs / "all" / "runs", REFERENCE_RUN,
+                       {("sap", "none", 0.0): [[0, 1, 2, 3]]}, LABELS)
+    meta = json.loads((started / "config.json").read_text())
+    meta["config"]["attacks"], meta["config"]["eps"] = ["autoattack-rand"], [0.1]
+    (started / "config.json").write_text(json.dumps(meta))
+    frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,)).set_index("model")
+    assert frame.loc["sap", "aa_ref_expected"] == 0.0 and frame.loc["sap", "aa_ref_n"] == 4
 
 
 def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(board: Path):
@@ -189,3 +206,18 @@ def test_a_run_table_beside_a_vanishing_gradient_says_its_rows_are_upper_bounds(
     assert "robbench.bpda" in md
     csv = pd.read_csv(io.StringIO(results_table([run / "pgd"], "csv")))
     assert (csv["section"] == "warning").sum() == 1
+
+
+def test_a_call_running_some_attacks_keeps_the_others_in_the_protocol_record(tmp_path: Path):
+    """`--attacks autoattack-rand-reference` after the protocol: protocol.json still names the
+    protocol's attacks and their seconds, beside the new run's."""
+    path = tmp_path / "protocol.json"
+    first = {"protocol": {"attacks": ["pgd", "fgsm"]}, "seconds": {"pgd": 3.0, "fgsm": 1.0}}
+    path.write_text(json.dumps(first))
+    later = {"protocol": {"attacks": [REFERENCE_RUN]}, "seconds": {REFERENCE_RUN: 9.0}}
+    merged = merged_record(path, later)
+    assert merged["protocol"]["attacks"] == ["pgd", "fgsm", REFERENCE_RUN]
+    assert merged["seconds"] == {"pgd": 3.0, "fgsm": 1.0, REFERENCE_RUN: 9.0}
+    rerun = merged_record(path, {"protocol": {"attacks": ["pgd"]}, "seconds": {"pgd": 4.0}})
+    assert rerun["seconds"]["pgd"] == 4.0 and rerun["protocol"]["attacks"] == ["pgd", "fgsm"]
+    assert merged_record(tmp_path / "none.json", later) is later

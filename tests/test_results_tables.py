@@ -38,7 +38,12 @@ def fake_run(root: Path, name: str, cells: dict[tuple[str, str, float], list[lis
             outcomes["sel_pred"] = np.array(selection[(model, attack, eps)])
             record.update(scoring="disjoint", stochastic=True)
         store.write_cell(f"{model}__{attack}__{eps:g}", record, outcomes)
-    (run / "config.json").write_text(json.dumps({"config": {"dataset": "digits"}}))
+    models = list(dict.fromkeys(m for m, _, _ in cells))
+    attacks = list(dict.fromkeys(a for _, a, _ in cells if a != "none")) or ["pgd"]
+    eps = sorted({e for _, a, e in cells if a != "none"}) or [0.1]
+    # the config of the cells given: a run holding all of them is complete
+    (run / "config.json").write_text(json.dumps({"config": {
+        "dataset": "digits", "models": models, "attacks": attacks, "eps": eps}}))
     return run
 
 

@@ -26,10 +26,11 @@ import pandas as pd
 from robbench.atomic_write import atomic_write_text
 from robbench.attacks.budgets import eps_key
 from robbench.defenses.catalog import DEFENSES
-from robbench.records.store import SUMMARY_COLUMNS, RunStore, open_runs, record_key
+from robbench.records.store import SUMMARY_COLUMNS, DirectoryStore, RunStore, open_runs, record_key
 from robbench.report.diagnostics_table import masking_warning
 from robbench.report.tables import first_images_summary, format_accuracy
 from robbench.report.worst_case import every_attack_rows, worst_case_frame
+from robbench.runs.config import run_complete
 from robbench.studies.headline import headline_runs
 
 LINF_ATTACKS = ("pgd", "fgsm", "eot-pgd", "apgd", "autoattack-rand", "autoattack", "square",
@@ -70,7 +71,7 @@ def leaderboard_entries(root: str | Path, dataset: str) -> list[Entry]:
             entries.append(Entry(model, stores, diag if diag.is_file() else None, verdict,
                                  reference_run(boards / model)))
     for model, entry in DEFENSES.items():
-        base = largest_size(boards / model)
+        base = largest_size(boards / model, "pgd")  # where its protocol ran
         if base is None:
             continue
         runs = [base / "runs" / a for a in LINF_ATTACKS if (base / "runs" / a / "cells").is_dir()]
@@ -83,11 +84,11 @@ def leaderboard_entries(root: str | Path, dataset: str) -> list[Entry]:
 
 def largest_size(model_root: Path, run: str | None = None) -> Path | None:
     """Of a model's size directories (``first-<n>``, ``all``), the one covering most images
-    (of those holding the run ``run``, if given)."""
+    (of those holding the run ``run`` complete, if given)."""
     sizes = {p: float("inf") if p.name == "all" else int(p.name.removeprefix("first-"))
              for p in model_root.glob("*") if p.name == "all" or p.name.startswith("first-")}
     if run is not None:
-        sizes = {p: n for p, n in sizes.items() if (p / "runs" / run / "cells").is_dir()}
+        sizes = {p: n for p, n in sizes.items() if run_complete(DirectoryStore(p / "runs" / run))}
     return max(sizes, key=sizes.get) if sizes else None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from robbench.attacks.registry import DEFAULT_BACKEND, get_attack, params_for
 from robbench.models.config import MODEL_NAMES
 from robbench.models.model_file import display_name
-from robbench.records.store import cell_id
+from robbench.records.store import RunStore, cell_id
 from robbench.runs.seeding import SEEDING
 
 
@@ -64,6 +64,12 @@ class RunConfig:
         recorded.setdefault("selection_draws", 0)
         recorded.setdefault("backend", "torchattacks")
         return cls(**recorded)
+
+
+def run_complete(store: RunStore) -> bool:
+    """Whether a run holds every cell its config computes (one still running does not)."""
+    meta = store.read_meta()
+    return meta is not None and RunConfig.from_meta(meta).expected_cells() <= store.done()
 
 
 def resolved_params(config: RunConfig) -> dict[str, dict[str, Any]]:

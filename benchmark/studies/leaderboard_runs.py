@@ -129,5 +129,18 @@ def run_protocol(protocol: LeaderboardProtocol, out: str | Path, *, device: str 
         headline_diagnostics(headline, root, models, data,
                              transfer_sources(probe, models, device, data_dir), device, quiet,
                              record)
+    record = merged_record(root / "protocol.json", record)
     atomic_write_text(root / "protocol.json", json.dumps(record, indent=2, default=list) + "\n")
+    return record
+
+
+def merged_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` joined with the one already at ``path``: a call that runs some of the
+    attacks (``--attacks``) keeps the others' seconds, and the attacks list names them all."""
+    if not path.is_file():
+        return record
+    old = json.loads(path.read_text())
+    ran = set(old.get("protocol", {}).get("attacks", ())) | set(record["protocol"]["attacks"])
+    record["protocol"]["attacks"] = [a for a in LEADERBOARD_RUNS if a in ran]
+    record["seconds"] = {**old.get("seconds", {}), **record["seconds"]}
     return record
