@@ -119,6 +119,19 @@ def test_a_reference_run_still_running_leaves_the_complete_smaller_one_in_the_ta
     assert frame.loc["sap", "aa_ref_expected"] == 0.0 and frame.loc["sap", "aa_ref_n"] == 4
 
 
+def test_an_attack_on_fewer_images_leaves_the_rows_on_all_and_is_named_missing(board: Path):
+    """The headline ran Square on the ConvNet's first 2 images only (as the MNIST headline runs
+    it on fewer): the rows stay on all 4 images, and the ConvNet's worst case there counts the
+    attacks that covered them, naming Square as left out rather than silently dropping it."""
+    fake_run(board / "results" / "digits" / "runs", "square",
+             {("convnet", "square", 0.1): [[9, 1]]}, LABELS[:2])
+    frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,)).set_index("model")
+    conv = frame.loc["convnet"]
+    assert (frame["n"] == 4).all()
+    assert conv["worst_expected"] == 0.5 and conv["attacks"] == "fgsm+pgd"
+    assert "square" in coverage(conv["attacks"], 0.1, False).split("w/o ")[1]
+
+
 def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(board: Path):
     _add_references(board)
     entries = leaderboard_entries(board, "digits")

@@ -10,10 +10,9 @@ literature concluded.
 
 The undefended ConvNet and the Short Run classifier come from the dataset's headline runs
 (``results/<dataset>/runs``), the defenses from ``results/leaderboard/runs/<dataset>/<model>``
-(:mod:`robbench.studies.leaderboard_runs`; of several sizes, the one covering most images).
-Every number is computed on the first n test images that every row's protocol runs cover, so
-the rows compare on the same images; the authors' AutoAttack-rand, the costliest run, may cover
-fewer (its cell then names its own n and it is left out of "overstated by").
+(of several sizes, the one covering most images). Rows compare on the first n test images every
+row's widest runs cover: an attack run on fewer is left out of that row's worst case, which
+names it; the authors' AutoAttack-rand names its own n there and is left out of "overstated by".
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from robbench.defenses.catalog import DEFENSES
 from robbench.records.store import SUMMARY_COLUMNS, DirectoryStore, RunStore, open_runs, record_key
 from robbench.report.diagnostics_table import masking_warning
 from robbench.report.tables import first_images_summary, format_accuracy
-from robbench.report.worst_case import every_attack_rows, worst_case_frame
+from robbench.report.worst_case import widest_rows, worst_case_frame
 from robbench.runs.config import run_complete
 from robbench.studies.headline import headline_runs
 
@@ -99,18 +98,18 @@ def reference_run(model_root: Path) -> RunStore | None:
 
 
 def common_first(entries: list[Entry]) -> int:
-    """The n every entry's runs cover: the smallest n of any finished attacked cell."""
-    sizes = [len(run.outcomes(record_key(rec))["index"]) for e in entries for run in e.runs
-             for rec in run.records() if rec["model"] == e.model and not rec.get("skipped")]
+    """The n every entry covers: of each entry's largest finished cell, the smallest (an
+    attack run on fewer images is left out of its rows' worst case, which names it)."""
+    sizes = [n for e in entries if (n := max((len(run.outcomes(record_key(rec))["index"])
+             for run in e.runs for rec in run.records()
+             if rec["model"] == e.model and not rec.get("skipped")), default=0))]
     if not sizes:
         raise ValueError("no finished cells to rank")
     return min(sizes)
 
 
 def _fields(row: pd.Series | None, metric: str) -> tuple[float, float, float]:
-    if row is None:
-        return (float("nan"),) * 3
-    return tuple(float(row[f]) for f in METRICS[metric])
+    return (float("nan"),) * 3 if row is None else tuple(float(row[f]) for f in METRICS[metric])
 
 
 def diagnostics_summary(path: Path | None, model: str) -> tuple[str, str]:
@@ -131,7 +130,7 @@ def entry_rows(entry: Entry, first: int, eps_list: tuple[float, ...]) -> list[di
     summary = pd.concat([first_images_summary(run, first) for run in entry.runs],
                         ignore_index=True)
     summary = summary[summary["model"] == entry.model]
-    worst = every_attack_rows(worst_case_frame(entry.runs, first))
+    worst = widest_rows(worst_case_frame(entry.runs, first))
     worst = worst[worst["model"] == entry.model]
     meta = entry.runs[0].read_meta().get("models", {}).get(entry.model, {})
     clean = summary[summary["attack"] == "none"].head(1)
@@ -267,7 +266,7 @@ COLUMN_NOTES = """\
   vote of the R passes, *all-draws* every pass correct.
 - **attacks**: how many of the protocol's attacks at that ε the worst case counts (APGD-CE,
   AutoAttack-rand, AutoAttack and Square run at ε = 0.1 and 0.3 only, as in the headline); a
-  reduced grid names those it lacks.
+  reduced grid, or an attack run on fewer images than the row, names those it lacks.
 - **overstated by**: the higher naive number (on the row's images) minus the worst case, in
   points (expected / all-draws).
 - **diagnostics**: the gradient-masking checklist of Carlini et al. (2019), PASS count and

@@ -146,6 +146,17 @@ def every_attack_rows(worst: pd.DataFrame) -> pd.DataFrame:
     return worst[worst["without"] == ""].reset_index(drop=True)
 
 
+def widest_rows(worst: pd.DataFrame) -> pd.DataFrame:
+    """Of :func:`worst_case_frame`'s rows, per (dataset, model, norm, eps) the one on the most
+    examples, counting the most attacks there: where an attack ran on fewer images, the row on
+    all of them leaves it out (``without`` names it) rather than shrink to the fewer."""
+    keys = ["dataset", "model", "norm", "eps"]
+    ranked = worst.assign(_left_out=worst["without"].map(lambda w: len(w.split("+")) if w else 0))
+    ranked = ranked.sort_values([*keys, "n", "_left_out"], ascending=[True] * 4 + [False, True],
+                                kind="stable")
+    return ranked.drop_duplicates(keys).drop(columns="_left_out").reset_index(drop=True)
+
+
 def worst_case_label(without: str) -> str:
     """The ``attack`` cell of a worst-case row in the merged table: what it leaves out, if any."""
     return WORST_CASE if not without else f"{WORST_CASE} w/o {without}"
