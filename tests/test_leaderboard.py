@@ -132,6 +132,14 @@ def test_an_attack_on_fewer_images_leaves_the_rows_on_all_and_is_named_missing(b
     assert "square" in coverage(conv["attacks"], 0.1, False).split("w/o ")[1]
 
 
+def test_a_defense_whose_diagnostics_have_not_run_is_left_out(board: Path):
+    """Runs without diagnostics could be a masked gradient passing for robustness (quantization
+    without BPDA keeps 99% under PGD): the defense waits for its diagnostics."""
+    diag = board / "results/leaderboard/runs/digits/sap/first-4/diagnostics/digits-sap"
+    (diag / "diagnostics.csv").unlink()
+    assert [e.model for e in leaderboard_entries(board, "digits")] == ["convnet"]
+
+
 def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(board: Path):
     _add_references(board)
     entries = leaderboard_entries(board, "digits")

@@ -57,7 +57,8 @@ class Entry:
 
 
 def leaderboard_entries(root: str | Path, dataset: str) -> list[Entry]:
-    """The baselines of the dataset's headline and every defense with leaderboard runs."""
+    """The baselines of the dataset's headline and every defense with leaderboard runs and
+    diagnostics (until they have run, a masked gradient could pass for robustness)."""
     root = Path(root)
     entries = []
     headline = root / "results" / dataset
@@ -75,8 +76,8 @@ def leaderboard_entries(root: str | Path, dataset: str) -> list[Entry]:
             continue
         runs = [base / "runs" / a for a in LINF_ATTACKS if (base / "runs" / a / "cells").is_dir()]
         diag = base / "diagnostics" / f"{dataset}-{model}" / "diagnostics.csv"
-        if runs:
-            entries.append(Entry(model, open_runs(runs), diag if diag.is_file() else None,
+        if runs and diag.is_file():
+            entries.append(Entry(model, open_runs(runs), diag,
                                  entry.verdict, reference_run(boards / model)))
     return entries
 
