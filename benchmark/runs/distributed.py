@@ -6,11 +6,14 @@ dealt out in rounds, one batch per rank per round; after each round rank 0 recei
 finished batch and writes it, so only rank 0 touches the run store and a killed rank loses at
 most the batch it was computing. Every collective has a timeout (``ROBBENCH_DIST_TIMEOUT``
 seconds, default 3600): a rank that dies makes the others stop with an error instead of
-waiting for ever. Under plain ``python`` nothing is initialised and :data:`SINGLE` is used.
+waiting for ever. The process group is destroyed at exit, while the interpreter is still whole:
+gloo's worker threads torn down during interpreter finalisation abort a finished rank (SIGABRT).
+Under plain ``python`` nothing is initialised and :data:`SINGLE` is used.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -103,7 +106,14 @@ def join_world(device: str) -> tuple[World, str]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_seconds()))
+        atexit.register(leave_world)
     return world, device
+
+
+def leave_world() -> None:
+    """Destroy the process group, if this process joined one."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def round_robin(items: list[Any], world: World) -> list[list[Any]]:
