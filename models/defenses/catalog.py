@@ -57,11 +57,12 @@ DEFENSES: dict[str, DefenseEntry] = {e.name: e for e in [
                  "broken: 0% at eps 8/255 on ImageNet with EOT (Athalye et al. 2018)"),
     DefenseEntry("quantize", "bit-depth reduction before the ConvNet (Xu et al. 2018)",
                  lambda d: {"levels": _levels(d), "bpda": False}, False,
-                 "broken: feature squeezing bypassed (He et al. 2017); bit depth as in Guo et "
-                 "al. 2018 to 0% by BPDA (Athalye et al. 2018)"),
+                 "broken on ImageNet: bit depth as in Guo et al. 2018 to 0% by BPDA (Athalye "
+                 "et al. 2018); one bit keeps MNIST robust under BPDA (Chen et al. 2019)"),
     DefenseEntry("quantize-bpda", "the same, attacked through robbench.bpda",
                  lambda d: {"levels": _levels(d), "bpda": True}, False,
-                 "BPDA is how Athalye et al. (2018) broke input transformations"),
+                 "BPDA is how Athalye et al. (2018) broke input transformations; one bit on "
+                 "MNIST withstands it (Chen et al. 2019)"),
     DefenseEntry("purify", "Short Run generator reconstruction, then the ConvNet "
                  "(Samangouei et al. 2018's idea)", lambda d: {}, False,
                  "Defense-GAN partly broken through its projection: 55% left on MNIST at L2 "
