@@ -30,7 +30,10 @@ def reachable_levels(x: torch.Tensor, eps: float, levels: int) -> tuple[torch.Te
 
 def reachable_count(x: torch.Tensor, eps: float, levels: int) -> torch.Tensor:
     """Per example, how many distinct quantised images its ball reaches (float: may be huge)."""
-    lo, hi = reachable_levels(x, eps, levels)
+    return _image_count(*reachable_levels(x, eps, levels), levels)
+
+
+def _image_count(lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
     choices = ((hi - lo) * (levels - 1)).round() + 1
     return choices.flatten(1).double().log().sum(1).exp().round()
 
@@ -58,7 +61,7 @@ def exhaustive_quantized_robustness(
     if max_images < 1:
         raise ValueError(f"max_images {max_images!r} must be >= 1")
     lo, hi = reachable_levels(x, eps, levels)
-    counts = reachable_count(x, eps, levels)
+    counts = _image_count(lo, hi, levels)
     out = torch.full((len(x),), float("nan"))
     for i in range(len(x)):
         if counts[i] > max_images:

@@ -33,6 +33,15 @@ def digits():
     return load_digits()
 
 
+def first_300_test_images(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 300 official test images of ``dataset`` (mnist, fashion-mnist) in [0, 1] and
+    their labels, from the committed ``tests/data/<dataset>_test_first300.npz``."""
+    fixture = Path(__file__).parent / "data" / f"{dataset.replace('-', '_')}_test_first300.npz"
+    with np.load(fixture) as data:
+        return (torch.from_numpy(data["x"]).float().div(255.0)[:, None],
+                torch.from_numpy(data["y"]).long())
+
+
 def tiny_config(name: str, **overrides) -> ModelConfig:
     """A small 8x8 model that runs in milliseconds."""
     kw = dict(name=name, channels=1, image_size=8, width=4, latent=4, langevin_steps=3,

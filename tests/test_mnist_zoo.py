@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import first_300_test_images
 
 from robbench.models import matched_control
 from robbench.models.registry import default_spec, find_checkpoint, load_zoo_model, shipped_path
@@ -36,11 +37,7 @@ COMMITTED_RUN = {"mnist": ROOT / "results" / "mnist" / "pgd",
 
 @pytest.fixture(scope="module", params=ZOO)
 def first_test_images(request):
-    stem = request.param.replace("-", "_")
-    fixture = Path(__file__).parent / "data" / f"{stem}_test_first300.npz"
-    with np.load(fixture) as data:
-        x = torch.from_numpy(data["x"]).float().div(255.0)[:, None]
-        return request.param, x, torch.from_numpy(data["y"]).long()
+    return (request.param, *first_300_test_images(request.param))
 
 
 @pytest.mark.parametrize("dataset", ZOO)

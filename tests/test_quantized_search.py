@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import first_300_test_images
 from torch import nn
 
 import robbench
@@ -16,10 +17,11 @@ from robbench.attacks.quantized_search import (
     reachable_count,
     reachable_levels,
 )
-from robbench.records.store import DirectoryStore
+from robbench.records.store import record_key
+from robbench.report.leaderboard import leaderboard_entries
+from robbench.report.worst_case import cell_outcomes, first_images, worst_case_scores
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_BPDA_RUNS = ROOT / "results/leaderboard/runs/mnist/quantize-bpda/first-500/runs"
 
 
 class PixelPair(nn.Module):
@@ -83,21 +85,16 @@ def test_the_committed_mnist_leaderboard_reaches_the_exact_robustness_of_one_bit
     """The worst case over every committed attack on 1-bit MNIST at eps 0.1 equals the exact
     answer on each of the first 300 test images whose ball reaches at most 1024 quantised
     images: the defense's high robust accuracy (Chen et al. 2019) is not the attacks' weakness."""
-    with np.load(ROOT / "tests/data/mnist_test_first300.npz") as data:
-        x = torch.from_numpy(data["x"]).float().div(255.0)[:, None]
-        y = torch.from_numpy(data["y"]).long()
+    x, y = first_300_test_images("mnist")
     model = robbench.load_model("quantize-bpda", "mnist")
     exact = exhaustive_quantized_robustness(model.base, x, y, eps=0.1, levels=model.levels,
                                             max_images=1024).numpy()
     searched = ~np.isnan(exact)
-    kept, attacks = np.ones(len(x), bool), set()
-    for store in map(DirectoryStore, sorted(MNIST_BPDA_RUNS.iterdir())):
-        for key in store.done():
-            if key.endswith("__0.1"):
-                cell = store.outcomes(key)
-                first = cell["index"] < len(x)
-                kept[cell["index"][first]] &= cell["pred"][0][first] == cell["label"][first]
-                attacks.add(key.split("__")[1])
-    assert {"pgd", "eot-pgd", "apgd", "square", "transfer"} <= attacks
+    entry = next(e for e in leaderboard_entries(ROOT, "mnist") if e.model == "quantize-bpda")
+    cells = [cell_outcomes(rec["attack"], first_images(run.outcomes(record_key(rec)), len(x)))
+             for run in entry.runs for rec in run.records()
+             if rec["attack"] != "none" and float(rec["eps"]) == 0.1]
+    assert {"pgd", "eot-pgd", "apgd", "square", "transfer"} <= {c.attack for c in cells}
+    kept = worst_case_scores(cells, range(len(x)))["expected"] == 1  # the leaderboard's row
     assert searched.sum() >= 50
     np.testing.assert_array_equal(kept[searched], exact[searched] == 1)
