@@ -35,7 +35,7 @@ from robbench.runs.detection import as_target
 from robbench.runs.distributed import join_world
 from robbench.runs.executor import execute
 from robbench.studies.diagnostics import DiagnoseConfig, run_diagnostics
-from robbench.studies.headline import headline_runs
+from robbench.studies.headline_protocol import headline_runs
 
 CUSTOM_DATA = "custom"
 """The dataset name recorded for images passed as tensors."""

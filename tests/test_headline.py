@@ -10,13 +10,8 @@ import pytest
 from robbench.cli import main
 from robbench.models.zoo import LoadedModel
 from robbench.studies.diagnostics import DiagnoseConfig
-from robbench.studies.headline import (
-    HEADLINE_NAMES,
-    HeadlineConfig,
-    headline_runs,
-    run_headline_named,
-    run_models,
-)
+from robbench.studies.headline import HeadlineConfig, run_headline_named, run_models
+from robbench.studies.headline_protocol import HEADLINE_NAMES, headline_runs
 
 
 def test_the_grid_is_the_protocol():

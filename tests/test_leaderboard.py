@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_html_report import checked_page
 from test_results_tables import fake_run
 
 from robbench.cli import main
@@ -16,6 +19,9 @@ from robbench.report.leaderboard import (
     coverage,
     leaderboard_entries,
     leaderboard_frame,
+    protocol_attacks,
+)
+from robbench.report.leaderboard_tables import (
     leaderboard_markdown,
     leaderboard_summary,
     write_leaderboard,
@@ -91,6 +97,29 @@ def test_markdown_names_the_fail_warns_loudly_and_regenerates_equal(board: Path,
     assert "stale:" in capsys.readouterr().out
 
 
+def _body_cells(markdown: str) -> list[str]:
+    """The body cells of the one Markdown table in ``markdown`` (header and rule left out)."""
+    rows = [line for line in markdown.splitlines() if line.startswith("|")][2:]
+    return [cell.strip() for line in rows for cell in line.split("|")[1:-1]]
+
+
+def test_the_page_of_a_leaderboard_shows_what_its_markdown_shows(board: Path):
+    _add_references(board)
+    write_leaderboard(board, "digits", (0.1,))
+    out = board / "results" / "leaderboard"
+    assert main(["report", str(out / "digits.csv")]) == 0
+    text = (out / "digits.html").read_text()
+    assert checked_page(text).tables == 2
+    page_cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", text)]
+    # the summary, then every row; the CSV holds each number unrounded, so no cell differs
+    expected = [c for name in ("digits-summary.md", "digits.md")
+                for c in _body_cells((out / name).read_text())]
+    assert page_cells == expected
+    assert "<strong>WARNING: the gradient vanishes through sap" in text
+    assert "<code>robbench.bpda(forward, backward)</code>" in text
+    assert "<li><strong>overstated by</strong>: the higher naive number" in text
+
+
 def _add_references(board: Path) -> None:
     """The authors' AutoAttack-rand: on sap's four images, fooling every pass of every example
     (lower than robbench's worst case, which it must not enter); on the ConvNet's first two
@@ -152,7 +181,7 @@ def test_the_authors_autoattack_rand_is_a_naive_column_on_the_images_it_covers(b
     # "overstated by" (which compares numbers on the same images)
     assert conv["aa_ref_n"] == 2 and conv["aa_ref_expected"] == 1.0
     assert conv["overstated_expected"] == pytest.approx(0.75 - 0.5)
-    md = leaderboard_markdown(frame.reset_index(), entries, "digits")
+    md = leaderboard_markdown(frame.reset_index(), "digits")
     assert "100.0% [34.2, 100.0] (first 2)" in md
 
 
@@ -164,9 +193,18 @@ def test_the_summary_quotes_the_higher_naive_number_on_the_rows_images_and_the_v
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in text.splitlines()[4:]}
     assert text.startswith("First 4 test images, L∞ ε = 0.1.")
-    # the ConvNet's reference covers two images only: the naive number is PGD-40's, unmarked
-    assert rows["convnet"][1:] == ["75.0% → 50.0% (+25.0)", "50.0%", "-"]
+    # the ConvNet's reference covers two images only: the naive number is PGD-40's, unmarked;
+    # both rows ran a few of the protocol's attacks: every worst case is marked as reduced
+    assert rows["convnet"][1:] == ["75.0% → 50.0%‡ (+25.0)", "50.0%‡", "-"]
     assert rows["sap"][1].startswith("75.0% →") and rows["sap"][-1] == "1 FAIL"
+    assert "‡ a reduced grid" in text.splitlines()[0]
+
+
+def test_the_summary_marks_no_worst_case_of_the_full_protocol(board: Path):
+    frame = leaderboard_frame(leaderboard_entries(board, "digits"), (0.1,))
+    full = frame.assign(attacks="+".join(protocol_attacks(0.1, random=True) + ["autoattack"]))
+    text = leaderboard_summary(full, "digits")
+    assert "‡" not in text
 
 
 def test_the_summary_has_one_row_per_model_and_names_n_where_rows_differ(board: Path):

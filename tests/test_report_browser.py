@@ -109,3 +109,13 @@ def test_committed_reports_render_whole_and_offline(dataset, tmp_path):
     for width in (1280, 390):  # a laptop and a phone
         shot = screenshot(page, out / f"report-{dataset}-{width}.png", width)
         print(f"screenshot: {shot}")
+
+
+@pytest.mark.parametrize("board", ["digits", "mnist"])
+def test_committed_leaderboard_pages_render_whole_and_offline(board, tmp_path):
+    page = ROOT / "results" / "leaderboard" / f"{board}.html"
+    seen = rendered(page, tmp_path)
+    assert seen["tables"] == Page(page.read_text()).tables == 2  # the summary, every row
+    assert all(n > 0 for n in seen["rows"]) and seen["broken"] == 0 and seen["requests"] == []
+    shot = screenshot(page, screenshot_dir(tmp_path) / f"leaderboard-{board}-1280.png", 1280)
+    print(f"screenshot: {shot}")

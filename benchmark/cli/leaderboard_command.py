@@ -11,7 +11,8 @@ from robbench.data.datasets import DATASETS
 from robbench.defenses.catalog import DEFENSE_NAMES
 from robbench.devices import resolve_device
 from robbench.report.html_report import write_report
-from robbench.report.leaderboard import BASELINES, write_leaderboard
+from robbench.report.leaderboard import BASELINES
+from robbench.report.leaderboard_tables import write_leaderboard
 from robbench.studies.leaderboard_runs import (
     DATASET_EPS,
     LEADERBOARD_RUNS,

@@ -41,7 +41,8 @@ from robbench.studies.binarization_report import binarization_named
 from robbench.studies.chains import chains_study
 from robbench.studies.diagnostics import DiagnoseConfig
 from robbench.studies.diagnostics_report import diagnose_named, report_verdict
-from robbench.studies.headline import HEADLINE_NAMES, HeadlineConfig, run_headline_named
+from robbench.studies.headline import HeadlineConfig, run_headline_named
+from robbench.studies.headline_protocol import HEADLINE_NAMES
 from robbench.studies.synthesis import synthesize
 from robbench.studies.unlabelled import unlabelled_study, write_study
 

@@ -19,6 +19,13 @@ from markupsafe import Markup, escape
 from robbench.atomic_write import atomic_write_text
 from robbench.records.store import DirectoryStore
 from robbench.report.embedded_figures import accuracy_figure, adversarial_figure
+from robbench.report.leaderboard_tables import (
+    column_notes,
+    leaderboard_table,
+    leaderboard_warnings,
+    read_leaderboard_csv,
+    summary_table,
+)
 from robbench.report.regenerating_commands import (
     DEFAULT_BATCH,
     headline_command,
@@ -66,11 +73,19 @@ def _code(text: str) -> Markup:
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
+def _inline(text: str) -> Markup:
+    """Escaped text with Markdown's inline `code`, **strong** and *emphasis* as HTML."""
+    html = str(_code(text))
+    html = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", html)
+    return Markup(re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?![*\w])", r"<em>\1</em>", html))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("robbench.report", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["code"] = _code
+    env.filters["inline"] = _inline
     return env
 
 
@@ -129,14 +144,22 @@ def older_runs_notes(stores: list[DirectoryStore]) -> list[str]:
 
 
 def leaderboard_context(path: Path, out: Path) -> dict[str, Any]:
+    """A leaderboard robbench wrote: its summary, every row as its Markdown shows them, the
+    warnings and what the columns mean; any other CSV: its cells as written."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        board = read_leaderboard_csv(path)
     except pd.errors.EmptyDataError:
         raise ValueError(f"leaderboard {str(path)!r} is empty: expected a CSV with a header "
                          "row") from None
-    return {"kind": "leaderboard", "title": f"robbench leaderboard: {path.stem}",
-            "leaderboard": table_of(frame), "source": path.name,
-            "commands": [report_command(path, out)]}
+    context = {"kind": "leaderboard", "title": f"robbench leaderboard: {path.stem}",
+               "source": path.name, "commands": [report_command(path, out)], "summary": None}
+    if board is None:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return {**context, "leaderboard": table_of(frame)}
+    note, summary = summary_table(board, path.stem)
+    return {**context, "summary": table_of(summary), "summary_note": note,
+            "leaderboard": table_of(leaderboard_table(board)),
+            "warnings": leaderboard_warnings(board), "notes": column_notes()}
 
 
 CONTEXTS = {"run": run_context, "headline": headline_context, "leaderboard": leaderboard_context}

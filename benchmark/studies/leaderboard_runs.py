@@ -33,7 +33,8 @@ from robbench.runs.config import RunConfig
 from robbench.runs.executor import execute
 from robbench.runs.named import load_models, test_split, transfer_sources
 from robbench.studies.diagnostics import DiagnoseConfig
-from robbench.studies.headline import HeadlineConfig, headline_diagnostics, headline_runs
+from robbench.studies.headline import HeadlineConfig, headline_diagnostics
+from robbench.studies.headline_protocol import headline_runs
 from robbench.version import __version__
 
 DATASET_EPS = {"digits": (0.1, 0.2), "mnist": (0.1, 0.2, 0.3), "fashion-mnist": (0.1, 0.2, 0.3)}
