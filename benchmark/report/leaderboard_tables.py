@@ -1,4 +1,5 @@
-"""The leaderboard's files: the full table (Markdown, CSV) and the summary a README quotes."""
+"""The leaderboard's files: the full table (Markdown, CSV), the summary a README quotes, and the
+tables and notes of its HTML page (`robbench report D.csv`)."""
 
 from __future__ import annotations
 
