@@ -4,16 +4,17 @@ An example is robust only if it survives every attack run on it at that eps (as 
 counts). For a random model each attack's outcome on an example is itself random: choosing,
 per example, the attack whose R scoring passes did worst and then reporting those same passes
 is selection on noise, biased low. So robbench scores every adversarial example of a random
-model twice, on independent passes: the per-example choice takes the attack whose example did
-worst on its *selection* passes (R_sel; ties go to the attack strongest overall) and reports
-that attack's *evaluation* passes (R) under every metric (expected, majority, all-draws).
-With few selection passes that choice is noisy and can pick a weaker attack on many examples,
-so that always using the strongest attack would do better: the worst case is therefore the
-lowest, per metric, of the per-example choice and each attack alone, every one an accuracy an
-attacker achieves, measured on fresh passes (the minimum of a few such means leans, if at all,
-toward less robustness). Cells written before robbench kept selection passes choose on their
-evaluation passes: their rows say ``scoring = same-draws``. A deterministic model has one
-pass, and the rule is exactly "survives every attack".
+model twice, on independent passes, and decides on the *selection* passes (R_sel) only: per
+example, the attack whose example did worst on them (ties to the attack strongest overall). With
+few selection passes that choice is noisy: among attacks of like strength it picks a weaker one
+on many examples, and always using the strongest attack would do better. So the attacker's
+strategy is chosen on the selection passes too: the per-example choice, or one attack alone,
+whichever does worst there (the choice judged by cross-fitting: chosen on one half of the
+selection passes, scored on the other, both ways). The worst case reports the chosen
+strategy's *evaluation* passes (R) under every metric (expected, majority, all-draws): never a
+minimum over the passes it reports. Cells written before robbench kept selection passes choose
+on their evaluation passes: their rows say ``scoring = same-draws``. A deterministic model has
+one pass, and the rule is exactly "survives every attack".
 
 Where attacks at one eps ran on different numbers of examples there are three rows: every
 attack, on the examples they all covered; the attacks that covered the largest n, on those;
@@ -48,7 +49,7 @@ class CellOutcomes:
     attack: str
     index: np.ndarray  # test-image indices
     correct: np.ndarray  # (R, N) evaluation passes correct
-    selection: np.ndarray  # (N,) score to choose on: selection passes, else evaluation ones
+    selection: np.ndarray  # (R_sel, N) passes to choose on: selection passes, else evaluation ones
     disjoint: bool  # the selection passes are independent of the evaluation ones
 
 
@@ -67,11 +68,10 @@ def first_images(outcomes: dict[str, np.ndarray], first: int | None) -> dict[str
 def cell_outcomes(attack: str, outcomes: dict[str, np.ndarray]) -> CellOutcomes:
     correct = outcomes["pred"] == outcomes["label"][None]
     if "sel_pred" in outcomes:
-        selection = (outcomes["sel_pred"] == outcomes["label"][None]).mean(0)
+        selection = outcomes["sel_pred"] == outcomes["label"][None]
         return CellOutcomes(attack, outcomes["index"], correct, selection, True)
     # one pass (deterministic: exact) or an older cell scored once (same draws)
-    return CellOutcomes(attack, outcomes["index"], correct, correct.mean(0),
-                        correct.shape[0] == 1)
+    return CellOutcomes(attack, outcomes["index"], correct, correct, correct.shape[0] == 1)
 
 
 def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[CellOutcomes]]:
@@ -88,37 +88,50 @@ def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[Cel
 
 def worst_case_scores(cells: Sequence[CellOutcomes], keep: Sequence[int],
                       all_draws_at: Sequence[int] = ()) -> dict[str, np.ndarray]:
-    """Per example of ``keep`` (test-image indices), under every metric (and all-draws at each
-    R in ``all_draws_at``): the evaluation scores of the strongest attacker that robbench
-    evaluated. The candidates are each attack alone and the per-example choice between them
-    on the selection passes; each is an accuracy an attacker achieves, measured on fresh
-    passes, so the worst case is the lowest of them, per metric, and never above an attack's
-    own row. (With few selection passes the choice is noisy and can pick a weaker attack.)"""
-    ordered = _strongest_first(cells, keep)
-    positions = [{int(i): p for p, i in enumerate(c.index)} for c in ordered]
-    chosen = []
-    for i in keep:
-        sel = [c.selection[pos[i]] for c, pos in zip(ordered, positions, strict=True)]
-        best = int(np.argmin(sel))  # first minimum: ties to the attack strongest overall
-        chosen.append(ordered[best].correct[:, positions[best][i]])
-    candidates = [_scores(chosen, all_draws_at)] + [
-        _scores([c.correct[:, pos[i]] for i in keep], all_draws_at)
-        for c, pos in zip(ordered, positions, strict=True)]
-    return {key: min((c[key] for c in candidates), key=_mean) for key in candidates[0]}
+    """Per example of ``keep`` (test-image indices): the evaluation scores, under every metric
+    (and all-draws at each R in ``all_draws_at``), of the attacker strategy the selection
+    passes choose (the per-example choice, or one attack alone; module docstring)."""
+    keep = [int(i) for i in keep]
+    passes = [c.selection[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
+    evaluation = [c.correct[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
+    order = sorted(range(len(cells)), key=lambda k: (passes[k].mean(), cells[k].attack))
+    passes, evaluation = [passes[k] for k in order], [evaluation[k] for k in order]
+    chosen = _choice(passes, range(len(keep)))
+    if min(p.shape[0] for p in passes) >= 2 and all(c.disjoint for c in cells):
+        alone = [p.mean() for p in passes]
+        if min(alone) < _cross_fitted(passes):
+            chosen = np.full(len(keep), int(np.argmin(alone)))
+    columns = [evaluation[a][:, e] for e, a in enumerate(chosen)]
+    return _scores(columns, all_draws_at)
 
 
-def _strongest_first(cells: Sequence[CellOutcomes], keep: Sequence[int]) -> list[CellOutcomes]:
-    """``cells`` by their mean selection score on ``keep`` (lowest first), then by name."""
-    def strength(cell: CellOutcomes) -> tuple[float, str]:
-        position = {int(i): p for p, i in enumerate(cell.index)}
-        scores = [cell.selection[position[int(i)]] for i in keep]
-        return (float(np.mean(scores)) if scores else 0.0), cell.attack
-    return sorted(cells, key=strength)
+def _positions(cells: Sequence[CellOutcomes]) -> list[tuple[CellOutcomes, dict[int, int]]]:
+    return [(c, {int(i): p for p, i in enumerate(c.index)}) for c in cells]
+
+
+def _choice(passes: Sequence[np.ndarray], examples: Sequence[int]) -> np.ndarray:
+    """Per example, the attack (index into ``passes``, strongest first) whose passes were
+    correct least often; ties to the first."""
+    means = np.stack([p.mean(0) for p in passes])  # (attacks, examples)
+    return np.argmin(means[:, list(examples)], axis=0)
+
+
+def _cross_fitted(passes: Sequence[np.ndarray]) -> float:
+    """The per-example choice's accuracy estimated on passes it did not choose on: chosen on
+    one half of each example's passes, scored on the other, both ways, averaged."""
+    half = min(p.shape[0] for p in passes) // 2
+    first = [p[:half] for p in passes]
+    second = [p[half:2 * half] for p in passes]
+    examples = range(passes[0].shape[1])
+    scores = []
+    for choose_on, score_on in ((first, second), (second, first)):
+        chosen = _choice(choose_on, examples)
+        scores.append(np.mean([score_on[a][:, e].mean() for e, a in enumerate(chosen)]))
+    return float(np.mean(scores))
 
 
 def _scores(columns: Sequence[np.ndarray], all_draws_at: Sequence[int]) -> dict[str, np.ndarray]:
-    """Per-example scores of one attacker: ``columns`` holds each example's evaluation passes
-    (correct or not)."""
+    """Per-example scores: ``columns`` holds each example's evaluation passes (correct or not)."""
     out: dict[str, list[float]] = {m: [] for m in METRICS} | {
         f"all_draws@{r}": [] for r in all_draws_at}
     for correct in columns:
@@ -128,11 +141,6 @@ def _scores(columns: Sequence[np.ndarray], all_draws_at: Sequence[int]) -> dict[
             out[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) > r
                                          else np.nan)
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-
-
-def _mean(scores: np.ndarray) -> float:
-    """The mean of a score column (an all-missing or empty column ranks last)."""
-    return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("inf")
 
 
 def _tiers(cells: list[CellOutcomes]) -> list[tuple[list[CellOutcomes], set[int] | None]]:
