@@ -8,10 +8,10 @@ model twice, on independent passes, and decides on the *selection* passes (R_sel
 example, the attack whose example did worst on them (ties to the attack strongest overall). With
 few selection passes that choice is noisy: among attacks of like strength it picks a weaker one
 on many examples, and always using the strongest attack would do better. So the attacker's
-strategy is chosen on the selection passes too: the per-example choice, or one attack alone,
-whichever does worst there (the choice judged by cross-fitting: chosen on one half of the
-selection passes, scored on the other, both ways). The worst case reports the chosen
-strategy's *evaluation* passes (R) under every metric (expected, majority, all-draws): never a
+strategy is chosen on the selection passes too, per metric: the per-example choice, or one
+attack alone, whichever does worst there (every strategy judged on half the selection passes,
+the choice by cross-fitting: chosen on one half, scored on the other, both ways). The worst
+case reports the chosen strategy's *evaluation* passes (R) in that metric: never a
 minimum over the passes it reports. Cells written before robbench kept selection passes choose
 on their evaluation passes: their rows say ``scoring = same-draws``. A deterministic model has
 one pass, and the rule is exactly "survives every attack".
@@ -88,46 +88,53 @@ def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[Cel
 
 def worst_case_scores(cells: Sequence[CellOutcomes], keep: Sequence[int],
                       all_draws_at: Sequence[int] = ()) -> dict[str, np.ndarray]:
-    """Per example of ``keep`` (test-image indices): the evaluation scores, under every metric
-    (and all-draws at each R in ``all_draws_at``), of the attacker strategy the selection
-    passes choose (the per-example choice, or one attack alone; module docstring)."""
+    """Per example of ``keep`` (test-image indices), under every metric (and all-draws at each
+    R in ``all_draws_at``): the evaluation scores of the attacker strategy the selection
+    passes choose for that metric (the per-example choice, or one attack alone; module
+    docstring)."""
     keep = [int(i) for i in keep]
     passes = [c.selection[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
     evaluation = [c.correct[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
     order = sorted(range(len(cells)), key=lambda k: (passes[k].mean(), cells[k].attack))
     passes, evaluation = [passes[k] for k in order], [evaluation[k] for k in order]
-    chosen = _choice(passes, range(len(keep)))
-    if min(p.shape[0] for p in passes) >= 2 and all(c.disjoint for c in cells):
-        alone = [p.mean() for p in passes]
-        if min(alone) < _cross_fitted(passes):
-            chosen = np.full(len(keep), int(np.argmin(alone)))
-    columns = [evaluation[a][:, e] for e, a in enumerate(chosen)]
-    return _scores(columns, all_draws_at)
+    choice = _choice(passes)
+    strategies = [choice] + [np.full(len(keep), a) for a in range(len(cells))]
+    judged = min(p.shape[0] for p in passes) >= 2 and all(c.disjoint for c in cells)
+    scores = {}
+    for metric in METRICS:
+        pick = int(np.argmin(_half_pass_estimates(passes, metric))) if judged else 0
+        columns = [evaluation[a][:, e] for e, a in enumerate(strategies[pick])]
+        picked = _scores(columns, all_draws_at if metric == "all_draws" else ())
+        scores.update({metric: picked[metric]} | {k: v for k, v in picked.items()
+                                                  if k.startswith("all_draws@")})
+    return scores
 
 
 def _positions(cells: Sequence[CellOutcomes]) -> list[tuple[CellOutcomes, dict[int, int]]]:
     return [(c, {int(i): p for p, i in enumerate(c.index)}) for c in cells]
 
 
-def _choice(passes: Sequence[np.ndarray], examples: Sequence[int]) -> np.ndarray:
+def _choice(passes: Sequence[np.ndarray]) -> np.ndarray:
     """Per example, the attack (index into ``passes``, strongest first) whose passes were
     correct least often; ties to the first."""
-    means = np.stack([p.mean(0) for p in passes])  # (attacks, examples)
-    return np.argmin(means[:, list(examples)], axis=0)
+    return np.argmin(np.stack([p.mean(0) for p in passes]), axis=0)
 
 
-def _cross_fitted(passes: Sequence[np.ndarray]) -> float:
-    """The per-example choice's accuracy estimated on passes it did not choose on: chosen on
-    one half of each example's passes, scored on the other, both ways, averaged."""
+def _half_pass_estimates(passes: Sequence[np.ndarray], metric: str) -> list[float]:
+    """Each strategy's accuracy under ``metric`` on selection passes it was not chosen on,
+    all on half of them so that they compare alike: the per-example choice made on one half
+    and scored on the other, both ways, then every attack alone on each half; the mean of the
+    two halves each."""
     half = min(p.shape[0] for p in passes) // 2
-    first = [p[:half] for p in passes]
-    second = [p[half:2 * half] for p in passes]
-    examples = range(passes[0].shape[1])
-    scores = []
-    for choose_on, score_on in ((first, second), (second, first)):
-        chosen = _choice(choose_on, examples)
-        scores.append(np.mean([score_on[a][:, e].mean() for e, a in enumerate(chosen)]))
-    return float(np.mean(scores))
+    halves = ([p[:half] for p in passes], [p[half:2 * half] for p in passes])
+    cross = []
+    for choose_on, score_on in (halves, halves[::-1]):
+        chosen = _choice(choose_on)
+        cross.append(np.mean([per_example(score_on[a][:, [e]], metric)[0]
+                              for e, a in enumerate(chosen)]))
+    alone = [np.mean([per_example(h[a], metric).mean() for h in halves])
+             for a in range(len(passes))]
+    return [float(np.mean(cross)), *map(float, alone)]
 
 
 def _scores(columns: Sequence[np.ndarray], all_draws_at: Sequence[int]) -> dict[str, np.ndarray]:
