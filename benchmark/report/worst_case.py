@@ -4,12 +4,17 @@ An example is robust only if it survives every attack run on it at that eps (as 
 counts). For a random model each attack's outcome on an example is itself random: choosing,
 per example, the attack whose R scoring passes did worst and then reporting those same passes
 is selection on noise, biased low. So robbench scores every adversarial example of a random
-model twice, on independent passes: the worst case chooses per example the attack whose
-example did worst on its *selection* passes (R_sel; ties go to the first attack by name), and
-reports that attack's *evaluation* passes (R) under every metric (expected, majority,
-all-draws). Cells written before robbench kept selection passes choose on their evaluation
-passes: their rows say ``scoring = same-draws``. A deterministic model has one pass, and the
-rule is exactly "survives every attack".
+model twice, on independent passes, and decides on the *selection* passes (R_sel) only: per
+example, the attack whose example did worst on them (ties to the attack strongest overall). With
+few selection passes that choice is noisy: among attacks of like strength it picks a weaker one
+on many examples, and always using the strongest attack would do better. So the attacker's
+strategy is chosen on the selection passes too, per metric: the per-example choice, or one
+attack alone, whichever does worst there (every strategy judged on half the selection passes,
+the choice by cross-fitting: chosen on one half, scored on the other, both ways). The worst
+case reports the chosen strategy's *evaluation* passes (R) in that metric: never a
+minimum over the passes it reports. Cells written before robbench kept selection passes choose
+on their evaluation passes: their rows say ``scoring = same-draws``. A deterministic model has
+one pass, and the rule is exactly "survives every attack".
 
 Where attacks at one eps ran on different numbers of examples there are three rows: every
 attack, on the examples they all covered; the attacks that covered the largest n, on those;
@@ -44,7 +49,7 @@ class CellOutcomes:
     attack: str
     index: np.ndarray  # test-image indices
     correct: np.ndarray  # (R, N) evaluation passes correct
-    selection: np.ndarray  # (N,) score to choose on: selection passes, else evaluation ones
+    selection: np.ndarray  # (R_sel, N) passes to choose on: selection passes, else evaluation ones
     disjoint: bool  # the selection passes are independent of the evaluation ones
 
 
@@ -63,11 +68,10 @@ def first_images(outcomes: dict[str, np.ndarray], first: int | None) -> dict[str
 def cell_outcomes(attack: str, outcomes: dict[str, np.ndarray]) -> CellOutcomes:
     correct = outcomes["pred"] == outcomes["label"][None]
     if "sel_pred" in outcomes:
-        selection = (outcomes["sel_pred"] == outcomes["label"][None]).mean(0)
+        selection = outcomes["sel_pred"] == outcomes["label"][None]
         return CellOutcomes(attack, outcomes["index"], correct, selection, True)
     # one pass (deterministic: exact) or an older cell scored once (same draws)
-    return CellOutcomes(attack, outcomes["index"], correct, correct.mean(0),
-                        correct.shape[0] == 1)
+    return CellOutcomes(attack, outcomes["index"], correct, correct, correct.shape[0] == 1)
 
 
 def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[CellOutcomes]]:
@@ -84,21 +88,66 @@ def _groups(runs: Sequence[RunStore], first: int | None) -> dict[tuple, list[Cel
 
 def worst_case_scores(cells: Sequence[CellOutcomes], keep: Sequence[int],
                       all_draws_at: Sequence[int] = ()) -> dict[str, np.ndarray]:
-    """Per example of ``keep`` (test-image indices): the chosen attack's evaluation scores
-    under every metric (and all-draws at each R in ``all_draws_at``)."""
-    ordered = sorted(cells, key=lambda c: c.attack)
-    positions = [{int(i): p for p, i in enumerate(c.index)} for c in ordered]
-    columns = {m: [] for m in METRICS} | {f"all_draws@{r}": [] for r in all_draws_at}
-    for i in keep:
-        sel = [c.selection[pos[i]] for c, pos in zip(ordered, positions, strict=True)]
-        chosen = int(np.argmin(sel))  # first minimum: ties to the first attack by name
-        correct = ordered[chosen].correct[:, positions[chosen][i]][:, None]
+    """Per example of ``keep`` (test-image indices), under every metric (and all-draws at each
+    R in ``all_draws_at``): the evaluation scores of the attacker strategy the selection
+    passes choose for that metric (the per-example choice, or one attack alone; module
+    docstring)."""
+    keep = [int(i) for i in keep]
+    passes = [c.selection[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
+    evaluation = [c.correct[:, [pos[i] for i in keep]] for c, pos in _positions(cells)]
+    order = sorted(range(len(cells)), key=lambda k: (passes[k].mean(), cells[k].attack))
+    passes, evaluation = [passes[k] for k in order], [evaluation[k] for k in order]
+    choice = _choice(passes)
+    strategies = [choice] + [np.full(len(keep), a) for a in range(len(cells))]
+    judged = min(p.shape[0] for p in passes) >= 2 and all(c.disjoint for c in cells)
+    scores = {}
+    for metric in METRICS:
+        pick = int(np.argmin(_half_pass_estimates(passes, metric))) if judged else 0
+        columns = [evaluation[a][:, e] for e, a in enumerate(strategies[pick])]
+        picked = _scores(columns, all_draws_at if metric == "all_draws" else ())
+        scores.update({metric: picked[metric]} | {k: v for k, v in picked.items()
+                                                  if k.startswith("all_draws@")})
+    return scores
+
+
+def _positions(cells: Sequence[CellOutcomes]) -> list[tuple[CellOutcomes, dict[int, int]]]:
+    return [(c, {int(i): p for p, i in enumerate(c.index)}) for c in cells]
+
+
+def _choice(passes: Sequence[np.ndarray]) -> np.ndarray:
+    """Per example, the attack (index into ``passes``, strongest first) whose passes were
+    correct least often; ties to the first."""
+    return np.argmin(np.stack([p.mean(0) for p in passes]), axis=0)
+
+
+def _half_pass_estimates(passes: Sequence[np.ndarray], metric: str) -> list[float]:
+    """Each strategy's accuracy under ``metric`` on selection passes it was not chosen on,
+    all on half of them so that they compare alike: the per-example choice made on one half
+    and scored on the other, both ways, then every attack alone on each half; the mean of the
+    two halves each."""
+    half = min(p.shape[0] for p in passes) // 2
+    halves = ([p[:half] for p in passes], [p[half:2 * half] for p in passes])
+    cross = []
+    for choose_on, score_on in (halves, halves[::-1]):
+        chosen = _choice(choose_on)
+        cross.append(np.mean([per_example(score_on[a][:, [e]], metric)[0]
+                              for e, a in enumerate(chosen)]))
+    alone = [np.mean([per_example(h[a], metric).mean() for h in halves])
+             for a in range(len(passes))]
+    return [float(np.mean(cross)), *map(float, alone)]
+
+
+def _scores(columns: Sequence[np.ndarray], all_draws_at: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per-example scores: ``columns`` holds each example's evaluation passes (correct or not)."""
+    out: dict[str, list[float]] = {m: [] for m in METRICS} | {
+        f"all_draws@{r}": [] for r in all_draws_at}
+    for correct in columns:
         for metric in METRICS:
-            columns[metric].append(per_example(correct, metric)[0])
+            out[metric].append(per_example(correct[:, None], metric)[0])
         for r in all_draws_at:
-            columns[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) > r
-                                             else np.nan)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+            out[f"all_draws@{r}"].append(float(correct[:r].all()) if len(correct) > r
+                                         else np.nan)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
 def _tiers(cells: list[CellOutcomes]) -> list[tuple[list[CellOutcomes], set[int] | None]]:
