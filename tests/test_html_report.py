@@ -177,7 +177,7 @@ def test_committed_headline_reports_are_their_regeneration(dataset, monkeypatch)
     assert record["config"]["attacks"][0] in text
 
 
-@pytest.mark.parametrize("dataset", ["digits", "fashion-mnist"])
+@pytest.mark.parametrize("dataset", ["digits", "mnist", "fashion-mnist"])
 def test_the_headline_command_asks_for_the_recorded_settings(dataset):
     record = json.loads((ROOT / "results" / dataset / "headline.json").read_text())
     command = headline_command(record, f"results/{dataset}")

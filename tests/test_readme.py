@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from robbench.cli import build_parser
+from robbench.cli import build_parser, main
 from robbench.cli.reference import write_references
 from robbench.report.readme_sync import documentation_pages, sync_readme
 
@@ -59,6 +59,19 @@ def test_missing_quoted_file_is_an_error(tmp_path):
     readme.write_text("<!-- BEGIN nope.md -->\n<!-- END nope.md -->\n")
     with pytest.raises(FileNotFoundError, match="nope.md"):
         sync_readme(readme)
+
+
+def test_a_missing_quoted_file_leaves_every_page_as_it_was(tmp_path, capsys):
+    (tmp_path / "t.md").write_text("| new |\n")
+    (tmp_path / "results" / "d").mkdir(parents=True)
+    first = "<!-- BEGIN t.md -->\nold\n<!-- END t.md -->\n"
+    (tmp_path / "README.md").write_text(first)
+    gone = "<!-- BEGIN gone.md -->\n<!-- END gone.md -->\n"
+    (tmp_path / "results" / "d" / "README.md").write_text(gone)
+    assert main(["readme", "--root", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "gone.md" in err and err.count("\n") == 1
+    assert (tmp_path / "README.md").read_text() == first
 
 
 def test_quoted_headings_nest_under_the_readme_sections(tmp_path):

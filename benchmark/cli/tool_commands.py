@@ -216,7 +216,10 @@ def add_readme(sub: argparse._SubParsersAction) -> None:
 
 def cmd_readme(args: argparse.Namespace) -> int:
     root = Path(args.root)
-    stale = [f"{page}: {block}" for page in documentation_pages(root)
+    pages = documentation_pages(root)
+    for page in pages:  # every quoted file must exist before any page is rewritten
+        sync_readme(page, check=True)
+    stale = [f"{page}: {block}" for page in pages
              for block in sync_readme(page, check=args.check)]
     stale += write_references(root / "docs", args.parser, check=args.check)
     for item in stale:

@@ -82,11 +82,12 @@ COLUMN_NOTES = """\
   scored by robbench's R passes; run where the headline runs it (ε = 0.1 and 0.3; '-'
   elsewhere). Where it covers fewer images than the row, the cell names them and "overstated
   by" leaves it out. robbench's own implementation is one of the worst case's attacks.
-- **worst case**: per example, the attack of the headline's L∞ protocol (FGSM, PGD-40, EOT-PGD
-  with draws chosen by convergence, APGD-CE, AutoAttack-rand, AutoAttack's standard version on
-  a deterministic model, Square, transfer from the ConvNet) that did worst on independent
-  selection passes; *expected* is the chance one query is answered correctly, *majority* a
-  vote of the R passes, *all-draws* every pass correct.
+- **worst case**: over the headline's L∞ protocol (FGSM, PGD-40, EOT-PGD with draws chosen by
+  convergence, APGD-CE, AutoAttack-rand, AutoAttack's standard version on a deterministic model,
+  Square, transfer from the ConvNet), the attacker's strategy (each example's strongest attack,
+  or one attack alone) chosen on independent selection passes and scored on the R fresh ones;
+  *expected* is the chance one query is answered correctly, *majority* a vote of the R passes,
+  *all-draws* every pass correct.
 - **attacks**: how many of the protocol's attacks at that ε the worst case counts (APGD-CE,
   AutoAttack-rand, AutoAttack and Square run at ε = 0.1 and 0.3 only, as in the headline); a
   reduced grid, or an attack run on fewer images than the row, names those it lacks.
