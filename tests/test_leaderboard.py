@@ -24,6 +24,7 @@ from robbench.report.leaderboard import (
 from robbench.report.leaderboard_tables import (
     leaderboard_markdown,
     leaderboard_summary,
+    leaderboard_warnings,
     write_leaderboard,
 )
 from robbench.report.tables import results_table
@@ -101,6 +102,19 @@ def _body_cells(markdown: str) -> list[str]:
     """The body cells of the one Markdown table in ``markdown`` (header and rule left out)."""
     rows = [line for line in markdown.splitlines() if line.startswith("|")][2:]
     return [cell.strip() for line in rows for cell in line.split("|")[1:-1]]
+
+
+@pytest.mark.parametrize(("fails", "warned"), [
+    ("binarization test (Zimmermann et al. 2022) (eot-pgd, eps 0.1); gradient not vanishing "
+     "(pgd, eps 0.1)", True),
+    ("binarization test (Zimmermann et al. 2022) (eot-pgd, eps 0.1)", False),
+    ("", False)])
+def test_the_warning_reads_the_failed_checks_whatever_their_names_hold(fails, warned):
+    """A check whose name has parentheses of its own is still one check: the warning comes
+    from "gradient not vanishing" alone."""
+    frame = pd.DataFrame({"model": ["quantize"], "fails": [fails]})
+    warnings = leaderboard_warnings(frame)
+    assert len(warnings) == warned and all("quantize" in w for w in warnings)
 
 
 def test_the_page_of_a_leaderboard_shows_what_its_markdown_shows(board: Path):

@@ -58,7 +58,7 @@ def leaderboard_warnings(frame: pd.DataFrame) -> list[str]:
     warnings = []
     for model, fails in frame.drop_duplicates("model")[["model", "fails"]].itertuples(
             index=False):
-        checks = [f.split(" (")[0] for f in fails.split("; ")] if fails else []
+        checks = [f.rsplit(" (", 1)[0] for f in fails.split("; ")] if fails else []
         failed = pd.DataFrame({"model": model, "check": checks, "status": "FAIL"})
         warnings.append(masking_warning(failed))
     return [w for w in warnings if w]
