@@ -132,10 +132,12 @@ def test_cli_binarization_writes_one_row_per_setting_and_refuses_bad_values(
     assert main(common) == 0
     assert main([*common, "--attack", "pgd", "--steps", "2"]) == 0
     assert main(common) == 0  # the same setting again replaces its row
+    assert main([*common, "--loss", "margin"]) == 0  # another loss is another setting
     frame = pd.read_csv(out / "binarization.csv")
-    assert list(frame["attack"]) == ["eot-pgd", "pgd"]
+    assert list(frame["attack"]) == ["eot-pgd", "pgd", "eot-pgd"]
+    assert frame["setting"].iloc[2] == frame["setting"].iloc[0] + ", margin loss"
     assert (frame["valid"] + frame["invalid"] <= 3).all()
-    assert len(list((out / "samples").glob("*.csv"))) == 2
+    assert len(list((out / "samples").glob("*.csv"))) == 3
     assert "binarization test (Zimmermann et al. 2022)" in (out / "binarization.md").read_text()
     capsys.readouterr()
     bad = tmp_path / "bad"

@@ -230,8 +230,12 @@ def attack_setting(params: dict[str, Any], stochastic: bool) -> str:
              "eot": "EOT {}" if stochastic else "", "restarts": "{} restarts"}
     parts = [form.format(params[key]) for key, form in shown.items()
              if form and key in params and not (key == "restarts" and params[key] == 1)]
+    if params.get("loss", "ce") != "ce":
+        parts.append(f"{params['loss']} loss")
     if params.get("random_start") is False:
         parts.append("no random start")
+    if params.get("last_iterate"):
+        parts.append("last iterate")
     return ", ".join(parts)
 
 
