@@ -83,6 +83,30 @@ def test_a_random_model_one_draw_scores_lower_than_eot_of_the_same_steps(shipped
     assert scores[16].rate >= scores[1].rate
 
 
+def test_a_random_model_gets_the_same_images_whatever_the_random_state_before(
+        shipped_convnet, digits):
+    """Which images a random model classifies correctly depends on its draws: the test seeds
+    them, so the same call tests the same images (and gives the same row) every time."""
+
+    class VeryNoisy(torch.nn.Module):
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return shipped_convnet.embed(x + 0.5 * torch.randn_like(x))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return shipped_convnet.head(self.embed(x))
+
+    noisy = Target(VeryNoisy().eval(), True, 10, "very noisy")
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    cfg = BinarizationConfig(n=30, inner=2, held_out=1, feature_draws=2,
+                             settings={"eot": 1, "steps": 1})
+    samples = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        samples.append(run_binarization_test(noisy, x, y, 0.1, config=cfg, draws=3).samples)
+    assert len(samples[0]) == 30
+    pd.testing.assert_frame_equal(samples[0], samples[1])
+
+
 def test_invalid_constructions_are_counted_and_reported(shipped_convnet, digits):
     class Blind(torch.nn.Module):
         """Features that ignore the image: no readout can separate anything."""

@@ -260,6 +260,7 @@ def run_binarization_test(target: Target, x: torch.Tensor, y: torch.Tensor, eps:
     draws = draws if target.stochastic else 1
     target.model.eval()
     rows, preds = [], []
+    torch.manual_seed(seed)  # which images a random model gets right depends on its draws
     for index in correctly_classified(target, x, y, draws, device)[: cfg.n].tolist():
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
         torch.manual_seed(seed * 1_000_003 + index)  # the model's noise draws
