@@ -18,6 +18,7 @@ from robbench.studies.binarization import (
     boundary_points,
     inner_points,
     run_binarization_test,
+    votes_decided,
 )
 from robbench.studies.diagnostics import DiagnoseConfig
 
@@ -73,9 +74,9 @@ def test_a_random_model_one_draw_scores_lower_than_eot_of_the_same_steps(shipped
     x, y = digits.x_test[:40], digits.y_test[:40]
     scores = {}
     for eot in (16, 1):
-        cfg = BinarizationConfig(n=20, feature_draws=32,
+        cfg = BinarizationConfig(n=20, feature_draws=32, draws=32,
                                  settings={"eot": eot, "steps": 10, "step_size": 0.025})
-        scores[eot] = run_binarization_test(noisy, x, y, 0.1, config=cfg, draws=8)
+        scores[eot] = run_binarization_test(noisy, x, y, 0.1, config=cfg)
     assert scores[16].valid == scores[1].valid >= 5
     assert "EOT 16" in scores[16].setting and "EOT 1" in scores[1].setting
     # per image: the fraction of R passes fooled, averaged over the valid images
@@ -97,14 +98,48 @@ def test_a_random_model_gets_the_same_images_whatever_the_random_state_before(
 
     noisy = Target(VeryNoisy().eval(), True, 10, "very noisy")
     x, y = digits.x_test[:60], digits.y_test[:60]
-    cfg = BinarizationConfig(n=30, inner=2, held_out=1, feature_draws=2,
+    cfg = BinarizationConfig(n=30, inner=2, held_out=1, feature_draws=2, draws=3,
                              settings={"eot": 1, "steps": 1})
     samples = []
     for state in (1, 2):
         torch.manual_seed(state)
-        samples.append(run_binarization_test(noisy, x, y, 0.1, config=cfg, draws=3).samples)
+        samples.append(run_binarization_test(noisy, x, y, 0.1, config=cfg).samples)
     assert len(samples[0]) == 30
     pd.testing.assert_frame_equal(samples[0], samples[1])
+
+
+def test_votes_decide_only_beyond_doubt():
+    # Wilson 95% bounds: 8 of 8 has lower bound 0.68; 4 of 8 straddles 1/2; 20 of 64 lies
+    # below (upper bound 0.43), 36 of 64 straddles (0.44, 0.68)
+    votes = torch.tensor([8, 4, 0])
+    assert votes_decided(votes, 8).tolist() == [1, 0, -1]
+    assert votes_decided(torch.tensor([20, 36, 44]), 64).tolist() == [-1, 0, 1]
+
+
+def test_a_random_model_whose_features_ignore_the_image_gets_no_valid_construction(digits):
+    """Pure-noise features: x and every boundary point have the same 'boundary' vote rate, so
+    no known adversarial example is one in expectation. With 64 features the readout always
+    separates its 31 fitting points, by their mean features' noise; the fresh passes must
+    catch it. (A bare majority of 8 passes let 3 of these 12 through, and the test reported
+    FAIL on a model where no attack can succeed.)"""
+
+    class Noise(torch.nn.Module):
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.randn(len(x), 64) + 0 * x.flatten(1)[:, :1]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10)
+            return logits * 1.0 + 0.01 * self.embed(x)[:, :1]
+
+    zeros = digits.y_test == 0
+    cfg = BinarizationConfig(n=12, feature_draws=64, draws=32, settings={"eot": 1, "steps": 1})
+    result = run_binarization_test(Target(Noise(), True, 10, "noise"), digits.x_test[zeros][:12],
+                                   digits.y_test[zeros][:12], 0.1, config=cfg)
+    assert (result.valid, result.invalid, result.status) == (0, 12, "INFO")
+    assert result.samples["planted_votes"].between(0, 1).sum() > 0
+    reasons = set(result.samples["reason"])
+    assert reasons & {"x not inner beyond doubt",
+                      "known adversarial example not one beyond doubt"}, reasons
 
 
 def test_invalid_constructions_are_counted_and_reported(shipped_convnet, digits):

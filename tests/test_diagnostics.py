@@ -3,6 +3,8 @@ writes the report."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import torch
 from conftest import target
@@ -10,7 +12,12 @@ from conftest import target
 from robbench.cli import main
 from robbench.models.zoo import LoadedModel
 from robbench.report.diagnostics_table import format_table
-from robbench.studies.diagnostics import DiagnoseConfig, loss_ascent, run_diagnostics
+from robbench.studies.diagnostics import (
+    DiagnoseConfig,
+    config_from_settings,
+    loss_ascent,
+    run_diagnostics,
+)
 from robbench.studies.diagnostics_report import write_report
 
 CHECKS = {"clean accuracy", "accuracy vs eps", "non-increasing in eps",
@@ -84,6 +91,59 @@ def test_cli_diagnose_quick(tiny_convnet, tiny_shortrun, tmp_path, capsys, monke
     assert "convergence: EOT draws" in out and "gradient not vanishing" in out
     assert "binarization test (Zimmermann et al. 2022)" in out
     assert (tmp_path / "d" / "diagnostics.md").is_file()
+
+
+def test_cli_diagnose_rerun_replaces_one_check_and_keeps_the_rest(
+        tiny_convnet, tiny_shortrun, tmp_path, capsys, monkeypatch):
+    """A report made before the binarization test gained its ``draws`` setting: --rerun
+    recomputes that row alone, on the recorded settings (the new one at its default), and the
+    report then counts as current for those settings."""
+    from robbench.runs import named
+    from robbench.studies import diagnostics_report
+
+    tiny = {"convnet": tiny_convnet, "shortrun": tiny_shortrun}
+
+    def load(name, *args, **kwargs):
+        return LoadedModel(name, tiny[name], {"name": name, "sha256": name * 8}, "test")
+
+    monkeypatch.setattr(named, "load_named_model", load)
+    monkeypatch.setattr(diagnostics_report, "load_named_model", load)
+    out = tmp_path / "d"
+    assert main(["diagnose", "--model", "shortrun", "--quick", "--n", "8", "--out", str(out),
+                 "--quiet", "--device", "cpu"]) == 0
+    record = json.loads((out / "config.json").read_text())
+    del record["run"]["settings"]["binarization"]["draws"]
+    (out / "config.json").write_text(json.dumps(record))
+    before = pd.read_csv(out / "diagnostics.csv")
+    binarization = before["check"] == "binarization test (Zimmermann et al. 2022)"
+    stale = before.copy()
+    stale.loc[binarization, "detail"] = "made by the earlier rule"
+    stale.to_csv(out / "diagnostics.csv", index=False)
+
+    assert main(["diagnose", "--rerun", "binarization", "--out", str(out), "--quiet",
+                 "--device", "cpu"]) == 0
+    after = pd.read_csv(out / "diagnostics.csv")
+    assert list(after["check"]) == list(before["check"])
+    pd.testing.assert_frame_equal(after[~binarization], before[~binarization])
+    assert after.loc[binarization, "detail"].iloc[0] != "made by the earlier rule"
+    record = json.loads((out / "config.json").read_text())
+    assert record["run"]["settings"]["binarization"]["draws"] == 64
+    assert set(record["rerun"]) == {"binarization"}
+    assert "rerun alone: binarization" in (out / "diagnostics.md").read_text()
+    settings = config_from_settings(record["run"]["settings"])
+    key = diagnostics_report.run_key("shortrun", "digits", settings, "shortrun" * 8)
+    assert diagnostics_report.current_report_seconds(out, key) == record["seconds"]
+
+    capsys.readouterr()
+    record["run"]["checkpoint"] = "0" * 64
+    (out / "config.json").write_text(json.dumps(record))
+    assert main(["diagnose", "--rerun", "binarization", "--out", str(out), "--quiet"]) == 2
+    assert main(["diagnose", "--rerun", "binarization", "--quiet"]) == 2
+    assert main(["diagnose", "--rerun", "binarization", "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "not the model of the report" in err and "--rerun needs --out" in err
+    assert "holds no diagnostics report" in err
+    pd.testing.assert_frame_equal(pd.read_csv(out / "diagnostics.csv"), after)
 
 
 class _Scaled(torch.nn.Module):

@@ -39,8 +39,8 @@ from robbench.studies.ablation import DEFAULT_GRID, AblationConfig, run_ablation
 from robbench.studies.binarization import BinarizationConfig
 from robbench.studies.binarization_report import binarization_named
 from robbench.studies.chains import chains_study
-from robbench.studies.diagnostics import DiagnoseConfig
-from robbench.studies.diagnostics_report import diagnose_named, report_verdict
+from robbench.studies.diagnostics import RERUNNABLE, DiagnoseConfig
+from robbench.studies.diagnostics_report import diagnose_named, report_verdict, rerun_check
 from robbench.studies.headline import HeadlineConfig, run_headline_named
 from robbench.studies.headline_protocol import HEADLINE_NAMES
 from robbench.studies.synthesis import synthesize
@@ -109,11 +109,21 @@ def add_diagnose(sub: argparse._SubParsersAction) -> None:
     diag.add_argument("--seed", type=int, default=0)
     diag.add_argument("--out", default=None,
                       help="output directory (default results/diagnostics/<dataset>-<model>)")
+    diag.add_argument("--rerun", choices=sorted(RERUNNABLE), default=None,
+                      help="rerun only this check of the report in --out, on the model, weights "
+                      "and settings its config.json records, and replace its rows")
     add_common(diag)
     diag.set_defaults(func=cmd_diagnose)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    if args.rerun:
+        if not args.out:
+            raise UsageError("--rerun needs --out: the directory of the report to update")
+        frame, seconds = rerun_check(args.rerun, args.out, device=resolve_device(args.device),
+                                       data_dir=args.data_dir, quiet=args.quiet)
+        print(report_verdict(frame, seconds, args.out))
+        return 0
     (spec,) = models_of(args)
     cfg = DiagnoseConfig.quick() if args.quick else DiagnoseConfig()
     cfg.seed = args.seed
@@ -139,8 +149,9 @@ def add_binarization(sub: argparse._SubParsersAction) -> None:
                       help="correctly classified test images to test (default 50)")
     test.add_argument("--pool", type=positive_int, default=100,
                       help="the first test images they are taken from (default 100)")
-    test.add_argument("--draws", type=positive_int, default=8,
-                      help="fresh passes R scoring each adversarial example of a random model")
+    test.add_argument("--draws", type=positive_int, default=64,
+                      help="fresh passes R of a random model that check each construction and "
+                      "score its adversarial example (default 64)")
     test.add_argument("--threshold", type=positive_float, default=0.95,
                       help="PASS when the success rate's interval reaches it (default 0.95)")
     test.add_argument("--seed", type=int, default=0)
@@ -162,11 +173,11 @@ def cmd_binarization(args: argparse.Namespace) -> int:
         raise UsageError(f"threshold {args.threshold} must lie in (0, 1]")
     attack_params(args.attack, **settings)  # an unknown attack or setting fails here
     config = BinarizationConfig(n=args.n, threshold=args.threshold, attack=args.attack,
-                                settings=settings)
+                                settings=settings, draws=args.draws)
     out = Path(args.out) if args.out else Path("results") / args.dataset / "diagnostics" / \
         "binarization"
     row = binarization_named(spec, args.dataset, out, eps=args.eps, config=config,
-                             pool=args.pool, draws=args.draws, seed=args.seed,
+                             pool=args.pool, seed=args.seed,
                              device=resolve_device(args.device), data_dir=args.data_dir,
                              quiet=args.quiet, **file_model_options(args))
     print(f"{row['model']} {row['setting']} at eps {row['eps']:g}: {row['status']}; "

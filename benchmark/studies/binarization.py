@@ -13,9 +13,13 @@ attack that often fails where success is guaranteed is too weak for this model.
 A construction counts only if the readout separates the fitting points perfectly and also
 classifies held-out inner and boundary points correctly; otherwise the image is *invalid*,
 counted and reported with its reason. For a random model the readout is fitted on each
-point's mean feature over M draws, so the construction does not ride on one draw's noise; the
-readout is linear, so the binarized model's expected logit at a point is the readout of that
-mean feature, positive at the boundary points.
+point's mean feature over M draws, so the construction does not ride on one draw's noise, and
+is checked on R fresh passes: the 95% Wilson interval of the rate of 'boundary' votes must lie
+below 1/2 at x and above 1/2 at each known adversarial example. A check on the fit's own
+features, or a bare majority of a few passes, lets through readouts fitted to the noise of the
+mean features, whose 'known' adversarial example is not one in expectation; among many images
+the lucky passes are exactly the ones kept, and the attack then "fails" where no success was
+guaranteed. The attack's point is scored on R further fresh passes, by their majority.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ from robbench.attacks.adaptive import latent_fn
 from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.target import Target
 from robbench.attacks.threat_model import perturbation_norms
-from robbench.records.scoring import accuracy_fields, predict_draws
+from robbench.records.scoring import accuracy_fields, predict_draws, wilson_interval
 
 Features = Callable[[torch.Tensor], torch.Tensor]
-SAMPLE_COLUMNS = ["index", "valid", "reason", "held_out_inner", "held_out_boundary", "success"]
+SAMPLE_COLUMNS = ["index", "valid", "reason", "held_out_inner", "held_out_boundary",
+                  "x_votes", "planted_votes", "success"]
 DISTANCE_TOLERANCE = 0.01
 """A boundary point counts if it lies within 1% of eps (the reference code's tolerance)."""
 
@@ -55,6 +60,7 @@ class BinarizationConfig:
     boundary: int = 1  # boundary fitting points
     held_out: int = 20  # held-out inner points, and as many boundary points
     feature_draws: int = 16  # M: draws averaged per feature of a random model
+    draws: int = 64  # R: fresh passes of a random model that check and score each image
     threshold: float = 0.95  # PASS when the success rate's interval reaches it
     attack: str = "eot-pgd"
     settings: dict[str, Any] = field(default_factory=lambda: {"eot": 16})
@@ -66,7 +72,8 @@ class BinarizationConfig:
 @dataclass
 class BinarizationResult:
     """Valid and invalid constructions, and the attack's success rate on the valid ones with
-    its 95% Wilson interval (per image: the majority of R passes says 'boundary')."""
+    its 95% Wilson interval (per image: at least half of R passes say 'boundary', ties going
+    to the attack as in every robbench cell)."""
 
     attack: str
     setting: str
@@ -179,23 +186,33 @@ def fit_readout(phi: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]
 
 @dataclass
 class Construction:
-    """One image's binarized model (None when invalid, with the reason) and how its readout
-    classifies the held-out points: the fraction of inner points on the inner side, and of
-    boundary points on the boundary side."""
+    """One image's binarized model (None when invalid, with the reason), how its readout
+    classifies the held-out points (the fraction of inner points on the inner side, and of
+    boundary points on the boundary side), and, for a random model, the fraction of the check's
+    fresh passes that say 'boundary' at x and at the known adversarial example."""
 
     model: BinarizedModel | None
     reason: str
     held_out_inner: float
     held_out_boundary: float
+    x_votes: float = float("nan")
+    planted_votes: float = float("nan")
+
+
+def votes_decided(votes: torch.Tensor, draws: int) -> torch.Tensor:
+    """Per point, whether the 95% Wilson interval of its 'boundary' vote count out of
+    ``draws`` passes excludes 1/2: +1 above, -1 below, 0 undecided."""
+    bounds = torch.tensor([wilson_interval(float(v), draws) for v in votes.tolist()])
+    return (bounds[:, 0] > 0.5).long() - (bounds[:, 1] < 0.5).long()
 
 
 def construct(target: Target, x: torch.Tensor, eps: float, norm: str, cfg: BinarizationConfig,
-              draws: int, gen: torch.Generator) -> Construction:
+              gen: torch.Generator) -> Construction:
     """The binarized model around one image ``x`` (C, H, W), if valid: the readout separates
     the fitting points, every held-out inner point stays on the inner side (else random noise
-    would already succeed), and, for a random model, the majority of ``draws`` single passes
-    puts x on the inner side and the fitting boundary points, the known adversarial examples,
-    on the boundary side (the scoring rule's own verdict)."""
+    would already succeed), and, for a random model, ``cfg.draws`` fresh passes put x on the
+    inner side and the fitting boundary points, the known adversarial examples, on the
+    boundary side, each beyond doubt (see ``votes_decided``)."""
     features = latent_fn(target)
     inner = torch.cat([x[None], inner_points(x, cfg.inner - 1, eps, cfg.eta, norm, gen)])
     boundary = boundary_points(x, cfg.boundary + cfg.held_out, eps, norm, gen)
@@ -218,9 +235,14 @@ def construct(target: Target, x: torch.Tensor, eps: float, norm: str, cfg: Binar
         weight = torch.as_tensor(w, dtype=x.dtype, device=x.device)
         result.model = BinarizedModel(target.model, features, weight, b)
         known = torch.cat([x[None], boundary[: cfg.boundary]])
-        votes = predict_draws(result.model, known, draws, 500, x.device).float().mean(0)
-        if target.stochastic and (votes[0] >= 0.5 or (votes[1:] < 0.5).any()):
-            result.model, result.reason = None, "known adversarial example not scored as one"
+        if target.stochastic:
+            votes = predict_draws(result.model, known, cfg.draws, 500, x.device).sum(0)
+            result.x_votes, result.planted_votes = (votes[:2] / cfg.draws).tolist()
+            decided = votes_decided(votes, cfg.draws)
+            if decided[0] != -1:
+                result.model, result.reason = None, "x not inner beyond doubt"
+            elif (decided[1:] != 1).any():
+                result.model, result.reason = None, "known adversarial example not one beyond doubt"
     return result
 
 
@@ -248,26 +270,27 @@ def correctly_classified(target: Target, x: torch.Tensor, y: torch.Tensor, draws
 
 
 def run_binarization_test(target: Target, x: torch.Tensor, y: torch.Tensor, eps: float, *,
-                          config: BinarizationConfig | None = None, draws: int = 8,
-                          seed: int = 0, device: str = "cpu") -> BinarizationResult:
+                          config: BinarizationConfig | None = None, seed: int = 0,
+                          device: str = "cpu") -> BinarizationResult:
     """The test on the first ``config.n`` correctly classified images of ``x``: the attack
     ``config.attack`` (with ``config.settings`` over its defaults) against each image's
-    binarized model, its adversarial example scored on ``draws`` fresh passes (one for a
-    deterministic model)."""
+    binarized model, its adversarial example scored on ``config.draws`` fresh passes (one for
+    a deterministic model)."""
     cfg = config or BinarizationConfig()
     spec = get_attack(cfg.attack)
     params = attack_params(cfg.attack, **cfg.settings)
-    draws = draws if target.stochastic else 1
+    draws = cfg.draws if target.stochastic else 1
     target.model.eval()
     rows, preds = [], []
     torch.manual_seed(seed)  # which images a random model gets right depends on its draws
     for index in correctly_classified(target, x, y, draws, device)[: cfg.n].tolist():
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
         torch.manual_seed(seed * 1_000_003 + index)  # the model's noise draws
-        made = construct(target, x[index].to(device), eps, spec.norm, cfg, draws, gen)
+        made = construct(target, x[index].to(device), eps, spec.norm, cfg, gen)
         row = {"index": index, "valid": made.model is not None, "reason": made.reason,
                "held_out_inner": made.held_out_inner,
-               "held_out_boundary": made.held_out_boundary, "success": None}
+               "held_out_boundary": made.held_out_boundary, "x_votes": made.x_votes,
+               "planted_votes": made.planted_votes, "success": None}
         rows.append(row)
         if made.model is None:
             continue

@@ -85,7 +85,7 @@ def record_result(out_dir: str | Path, row: dict, samples: pd.DataFrame) -> Path
 
 def binarization_named(spec: str, dataset: str, out_dir: str | Path, *, eps: float,
                        config: BinarizationConfig | None = None, pool: int = 100,
-                       draws: int = 8, seed: int = 0, device: str = "cpu",
+                       seed: int = 0, device: str = "cpu",
                        data_dir: str | None = None, quiet: bool = False,
                        checkpoints: dict[str, str] | None = None,
                        normalize: dict[str, str] | None = None) -> dict:
@@ -97,7 +97,7 @@ def binarization_named(spec: str, dataset: str, out_dir: str | Path, *, eps: flo
     x, y = data.x_test[:pool].to(device), data.y_test[:pool].to(device)
     target = as_target(loaded.name, loaded.module, x, data.classes)
     start = time.perf_counter()
-    result = run_binarization_test(target, x, y, eps, config=config, draws=draws, seed=seed,
+    result = run_binarization_test(target, x, y, eps, config=config, seed=seed,
                                    device=device)
     row = result_row(result, loaded.name, data.name, seed, time.perf_counter() - start)
     record_result(out_dir, row, result.samples)

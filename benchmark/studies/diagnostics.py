@@ -75,7 +75,7 @@ class DiagnoseConfig:
         return cls(n=16, eps=(0.1, 0.3), steps=3, eot=2, step_ladder=(2, 4), eot_cap=4,
                    eot_ladder_steps=2, square_queries=20, draws=2,
                    binarization=BinarizationConfig(n=4, settings={"eot": 2, "steps": 5},
-                                                   feature_draws=2))
+                                                   feature_draws=2, draws=8))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -282,25 +282,43 @@ class Checks:
                         f"skipped: {reason.replace('latent', 'feature')}")]
         self.log(f"binarization test ({cfg.attack} on {cfg.n} images)")
         result = run_binarization_test(self.target, self.x, self.y, self.cfg.eps_ref,
-                                       config=cfg, draws=self.cfg.draws, seed=self.cfg.seed,
-                                       device=self.device)
+                                       config=cfg, seed=self.cfg.seed, device=self.device)
         accuracy = None if result.valid == 0 else (1 - result.rate, 1 - result.high,
                                                    1 - result.low)
         return [row(check, cfg.attack, result.setting, result.eps, accuracy,
                     1 - cfg.threshold, result.status, result.summary())]
 
 
+RERUNNABLE = {"binarization": ("active", "binarization")}
+"""Checks that can be rerun alone, and the settings each depends on."""
+
+
+def config_from_settings(settings: dict[str, Any]) -> DiagnoseConfig:
+    """The configuration a report's config.json records (lists as tuples); settings added
+    since it was written take their defaults."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    fields["binarization"] = BinarizationConfig(**settings.get("binarization", {}))
+    return DiagnoseConfig(**fields)
+
+
 def run_diagnostics(target: Target, x: torch.Tensor, y: torch.Tensor, *,
                     source: Target | None = None, config: DiagnoseConfig | None = None,
-                    device: str = "cpu", quiet: bool = False) -> pd.DataFrame:
-    """Every diagnostic row for ``target`` on the images ``x``, ``y`` (the first ``config.n``);
-    ``source`` is the transfer source (None: that row is skipped)."""
+                    device: str = "cpu", quiet: bool = False,
+                    only: str | None = None) -> pd.DataFrame:
+    """Every diagnostic row for ``target`` on the images ``x``, ``y`` (the first ``config.n``),
+    or only those of the check ``only`` (one of ``RERUNNABLE``); ``source`` is the transfer
+    source (None: that row is skipped)."""
+    if only is not None and only not in RERUNNABLE:
+        raise ValueError(f"check {only!r} cannot run alone; allowed: {', '.join(RERUNNABLE)}")
     cfg = config or DiagnoseConfig()
     x, y = x[: cfg.n].to(device), y[: cfg.n].to(device)
     target.model.eval()
     checks = Checks(target, x, y, source, cfg, device, quiet)
     contracts = ModelContracts({target.name: target.model}, target.classes)
     with contracts.attached(), contracts.stage(target.name, "the diagnostics"):
-        rows = checks.clean() + checks.eps_sweep() + checks.convergence() + checks.others()
-        rows += checks.gradients() + (checks.binarization() if cfg.active else [])
+        if only == "binarization":
+            rows = checks.binarization()
+        else:
+            rows = checks.clean() + checks.eps_sweep() + checks.convergence() + checks.others()
+            rows += checks.gradients() + (checks.binarization() if cfg.active else [])
     return pd.DataFrame(rows, columns=COLUMNS)

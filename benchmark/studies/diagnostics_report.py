@@ -15,7 +15,12 @@ from robbench.models.zoo import LoadedModel, load_named_model
 from robbench.report.diagnostics_table import format_table
 from robbench.runs.detection import as_target
 from robbench.runs.named import load_models
-from robbench.studies.diagnostics import DiagnoseConfig, run_diagnostics
+from robbench.studies.diagnostics import (
+    RERUNNABLE,
+    DiagnoseConfig,
+    config_from_settings,
+    run_diagnostics,
+)
 from robbench.version import __version__
 
 
@@ -85,12 +90,63 @@ def diagnose_loaded(loaded: LoadedModel, data: Dataset, out_dir: str | Path, *,
                             as_target(source.name, source.module, x.to(device), data.classes),
                             config=cfg, device=device, quiet=quiet)
     seconds = time.perf_counter() - start
-    meta = {"model": loaded.name, "dataset": data.name, "device": device,
-            "seconds": f"{seconds:.0f}", "robbench": __version__,
-            "settings": ", ".join(f"{k}={v}" for k, v in cfg.as_dict().items())}
-    write_report(frame, out_dir, meta)
+    write_report(frame, out_dir, report_meta(key, device, seconds))
     atomic_write_text(Path(out_dir) / "config.json",
                       json.dumps({"run": key, "seconds": round(seconds, 1)}, indent=2))
+    return frame, seconds
+
+
+def report_meta(key: dict[str, Any], device: str, seconds: float,
+                rerun: dict[str, float] | None = None) -> dict[str, str]:
+    """The lines heading diagnostics.md: what ran, where, how long, with which settings."""
+    meta = {"model": key["model"], "dataset": key["dataset"], "device": device,
+            "seconds": f"{seconds:.0f}", "robbench": key["robbench"]}
+    for check, took in (rerun or {}).items():
+        meta[f"rerun alone: {check}"] = f"{took:.0f} s"
+    settings = config_from_settings(key["settings"]).as_dict()
+    return {**meta, "settings": ", ".join(f"{k}={v}" for k, v in settings.items())}
+
+
+def rerun_check(check: str, out_dir: str | Path, *, device: str = "cpu",
+                  data_dir: str | None = None, quiet: bool = False
+                  ) -> tuple[pd.DataFrame, float]:
+    """Rerun the one check ``check`` of the report in ``out_dir`` with the current code, on
+    the model, weights, data and settings its config.json records (settings added since at
+    their defaults), and put its rows in the place of the old ones; the other rows, and the
+    settings they depend on, are kept. For a check whose method changed, this costs its own
+    time rather than the whole checklist's."""
+    if check not in RERUNNABLE:
+        raise ValueError(f"check {check!r} cannot run alone; allowed: {', '.join(RERUNNABLE)}")
+    out = Path(out_dir)
+    path = out / "config.json"
+    if not (path.is_file() and (out / "diagnostics.csv").is_file()):
+        raise ValueError(f"{out} holds no diagnostics report (config.json and diagnostics.csv "
+                         "of `robbench diagnose` or `robbench headline`)")
+    record = json.loads(path.read_text())
+    old = record["run"]
+    cfg = config_from_settings(old["settings"])
+    data = load_dataset(old["dataset"], data_dir)
+    (loaded,) = load_models([old["model"]], old["dataset"], device=device, data_dir=data_dir,
+                            quiet=quiet).values()
+    if loaded.sha256 != old["checkpoint"]:
+        raise ValueError(f"{old['model']} on {old['dataset']} is not the model of the report "
+                         f"in {out} (weights {loaded.sha256[:12]}, report "
+                         f"{old['checkpoint'][:12]}); run the whole checklist")
+    x, y = data.x_test[: cfg.n], data.y_test[: cfg.n]
+    start = time.perf_counter()
+    fresh = run_diagnostics(as_target(loaded.name, loaded.module, x.to(device), data.classes),
+                            x, y, config=cfg, device=device, quiet=quiet, only=check)
+    seconds = time.perf_counter() - start
+    frame = pd.read_csv(out / "diagnostics.csv")
+    stale = frame["check"].isin(fresh["check"])
+    at = int(stale.to_numpy().argmax()) if stale.any() else len(frame)
+    kept = frame[~stale]
+    frame = pd.concat([kept.iloc[:at], fresh, kept.iloc[at:]], ignore_index=True)
+    key = run_key(old["model"], old["dataset"], cfg, old["checkpoint"])
+    rerun = {**record.get("rerun", {}), check: round(seconds, 1)}
+    write_report(frame, out, report_meta(key, device, record["seconds"], rerun))
+    atomic_write_text(path, json.dumps({"run": key, "seconds": record["seconds"],
+                                        "rerun": rerun}, indent=2))
     return frame, seconds
 
 
