@@ -56,9 +56,11 @@ def markdown(frame: pd.DataFrame) -> str:
         shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
     shown["status"] = shown["status"].map(lambda s: "**FAIL**" if s == "FAIL" else s)
     return ("# The binarization test (Zimmermann et al. 2022)\n\n" + shown.to_markdown(index=False)
-            + "\n\nsuccess: the attack's success rate on the valid constructions (majority of "
-              "R passes on a random model), with its 95% Wilson interval; PASS when the "
-              "interval reaches the threshold. held_out_boundary: the mean fraction of held-out "
+            + "\n\nsuccess: the attack's success rate on the valid constructions (on a random "
+              "model, at least half of R fresh passes say 'boundary'; a construction counts "
+              "only if R passes put x inside and the planted point outside beyond doubt), "
+              "with its 95% Wilson interval; PASS when the interval reaches the threshold. "
+              "held_out_boundary: the mean fraction of held-out "
               "boundary points the readouts put on the boundary side (the larger, the easier "
               "the test). Per-image outcomes: samples/.\n")
 

@@ -138,6 +138,8 @@ def rerun_check(check: str, out_dir: str | Path, *, device: str = "cpu",
                             x, y, config=cfg, device=device, quiet=quiet, only=check)
     seconds = time.perf_counter() - start
     frame = pd.read_csv(out / "diagnostics.csv")
+    text = ["check", "attack", "setting", "status", "detail"]
+    frame[text] = frame[text].fillna("")  # as written: an empty text cell is not a missing one
     stale = frame["check"].isin(fresh["check"])
     at = int(stale.to_numpy().argmax()) if stale.any() else len(frame)
     kept = frame[~stale]
