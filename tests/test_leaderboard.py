@@ -17,6 +17,7 @@ from robbench.cli import main
 from robbench.report.leaderboard import (
     REFERENCE_RUN,
     coverage,
+    diagnostics_summary,
     leaderboard_entries,
     leaderboard_frame,
     protocol_attacks,
@@ -294,3 +295,18 @@ def test_a_call_running_some_attacks_keeps_the_others_in_the_protocol_record(tmp
     rerun = merged_record(path, {"protocol": {"attacks": ["pgd"]}, "seconds": {"pgd": 4.0}})
     assert rerun["seconds"]["pgd"] == 4.0 and rerun["protocol"]["attacks"] == ["pgd", "fgsm"]
     assert merged_record(tmp_path / "none.json", later) is later
+
+
+def test_an_inconclusive_active_test_is_named_beside_the_pass_count(tmp_path):
+    rows = [{"check": "clean accuracy", "attack": "none", "eps": 0.0, "status": "INFO",
+             "detail": ""},
+            {"check": "worst case", "attack": "eot-pgd", "eps": 0.1, "status": "PASS",
+             "detail": ""},
+            {"check": "binarization test (Zimmermann et al. 2022)", "attack": "eot-pgd",
+             "eps": 0.1, "status": "INFO",
+             "detail": "inconclusive: no valid construction (5 not separable)"}]
+    path = tmp_path / "diagnostics.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert diagnostics_summary(path, "m") == ("1/1 PASS, binarization test inconclusive", "")
+    pd.DataFrame(rows[:2]).to_csv(path, index=False)
+    assert diagnostics_summary(path, "m") == ("1/1 PASS", "")

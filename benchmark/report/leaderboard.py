@@ -113,16 +113,23 @@ def _fields(row: pd.Series | None, metric: str) -> tuple[float, float, float]:
 
 
 def diagnostics_summary(path: Path | None, model: str) -> tuple[str, str]:
-    """("k/m PASS", the FAILs named) of a diagnostics file, or ("-", "") without one."""
+    """("k/m PASS", the FAILs named) of a diagnostics file, or ("-", "") without one; an
+    active test that could not be built (INFO, inconclusive) is named beside the count, since
+    the count alone would read as if it had passed."""
     if path is None:
         return "-", ""
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, keep_default_na=False, na_values={"eps": [""]})
     graded = frame[frame["status"].isin(["PASS", "FAIL"])]
     fails = graded[graded["status"] == "FAIL"]
     named = "; ".join(dict.fromkeys(
         f"{r.check} ({r.attack}" + ("" if pd.isna(r.eps) else f", eps {r.eps:g}") + ")"
         for r in fails.itertuples()))
-    return f"{int((graded['status'] == 'PASS').sum())}/{len(graded)} PASS", named
+    detail = frame.get("detail", pd.Series("", index=frame.index)).astype(str)
+    open_rows = frame[(frame["status"] == "INFO") & detail.str.startswith("inconclusive")]
+    count = f"{int((graded['status'] == 'PASS').sum())}/{len(graded)} PASS"
+    for check in dict.fromkeys(open_rows["check"]):
+        count += f", {check.split(' (')[0]} inconclusive"
+    return count, named
 
 
 def entry_rows(entry: Entry, first: int, eps_list: tuple[float, ...]) -> list[dict]:

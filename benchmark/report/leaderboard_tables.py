@@ -94,7 +94,8 @@ COLUMN_NOTES = """\
 - **overstated by**: the higher naive number (on the row's images) minus the worst case, in
   points (expected / all-draws).
 - **diagnostics**: the gradient-masking checklist of Carlini et al. (2019), PASS count and
-  every FAIL.
+  every FAIL; "binarization test inconclusive" where no valid construction could be built for
+  the active test (Zimmermann et al. 2022), so it neither passed nor failed.
 """
 
 
