@@ -7,7 +7,12 @@ import pytest
 import torch
 from conftest import run_in, target
 
-from robbench.attacks.adaptive import class_latent_means, latent_fn, nearest_other_class
+from robbench.attacks.adaptive import (
+    class_latent_means,
+    latent_fn,
+    nearest_other_class,
+    pick_source,
+)
 from robbench.attacks.pgd import pgd
 from robbench.attacks.registry import attack_params, craft, get_attack
 from robbench.attacks.threat_model import perturbation_norms
@@ -115,6 +120,18 @@ def test_transfer_crafts_on_the_source_and_needs_one(shipped_convnet, shipped_sh
         craft("transfer", target(shipped_shortrun), x, y, [0.1], params=params,
               companions={"shortrun": target(shipped_shortrun)})
     assert list(get_attack("transfer").backends) == ["robbench"]
+
+
+def test_transfer_crafts_on_the_named_source_even_where_another_comes_first():
+    """A defense evaluated beside its own base names the base as the source (params
+    ``source``): that companion is used, not the first other one, and an unknown name fails
+    naming those loaded."""
+    zoo, base, defended = (target(torch.nn.Linear(4, 3), classes=3) for _ in range(3))
+    companions = {"zoo-convnet": zoo, "base": base, "defended": defended}
+    assert pick_source(defended, companions) is zoo
+    assert pick_source(defended, companions, "base") is base
+    with pytest.raises(ValueError, match="'mine' is not loaded; loaded: zoo-convnet, base"):
+        pick_source(defended, companions, "mine")
 
 
 def test_run_grid_records_eot_and_loads_the_transfer_source(tmp_path):
