@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,6 +61,19 @@ def test_list_shows_checkpoints_and_attacks(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "digits-shortrun.safetensors" in out and "pgd-l2" in out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """``robbench list | head -1``: the closed pipe ends the command quietly, exit 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "robbench", "list"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
 def test_rows_record_the_backend_and_eot_that_actually_ran(tmp_path):

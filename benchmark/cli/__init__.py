@@ -8,6 +8,7 @@ docs/cli.md is generated from this parser).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -60,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         apply_preset(args)
-        return func(args)
+        status = func(args)
+        sys.stdout.flush()  # a reader that left is met here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # the reader left (``robbench list | head``): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UsageError, ValueError, FileNotFoundError, DataNotFoundError, CheckpointError,
             ImportError) as exc:
         print(f"robbench: error: {exc}", file=sys.stderr)
